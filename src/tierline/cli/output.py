@@ -1,0 +1,58 @@
+"""Shared CLI plumbing: context options, JSON or Rich output, one-line errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from fractions import Fraction
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierline.policy import Context
+
+console = Console()
+err_console = Console(stderr=True)
+
+AS_OF = typer.Option(None, "--as-of", help="Date the answer is computed for (YYYY-MM-DD; default: today).")
+VINTAGE = typer.Option("ai-diffusion", "--vintage", help="Rule vintage: ear-2023, ai-diffusion, enforcement-posture.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+def context(vintage: str, as_of: str | None) -> Context:
+    from tierline.errors import parse_date
+
+    return Context.make(vintage, parse_date(as_of, "--as-of") if as_of is not None else None)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Fraction):
+        return float(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=_default, indent=2, ensure_ascii=False) + "\n")
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        out.add_column(col, overflow="fold")
+    for row in rows:
+        out.add_row(*["" if v is None else str(v) for v in row])
+    return out
+
+
+def stamp_line(stamp: dict[str, Any]) -> str:
+    line = f"[dim]vintage {stamp['vintage']} · as of {stamp['as_of']}[/dim]"
+    for warning in stamp.get("vintage_warnings", []):
+        line += f"\n[yellow]! {warning}[/yellow]"
+    return line
