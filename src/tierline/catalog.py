@@ -145,17 +145,25 @@ class Match:
     note: str | None
 
 
+@functools.cache
+def _index() -> tuple[dict[str, Chip], dict[str, list[Chip]]]:
+    """Full names and model names (slugged) to chips."""
+    names = {_slug(f"{c.vendor} {c.model} {c.variant}"): c for c in catalog().values()}
+    models: dict[str, list[Chip]] = {}
+    for c in catalog().values():
+        for k in (_slug(c.model), _slug(f"{c.vendor} {c.model}")):
+            models.setdefault(k, []).append(c)
+    return names, models
+
+
+@functools.lru_cache(maxsize=4096)
 def find_chip(query: str) -> Match:
     """Find a chip by id, full name or model (fuzzy); the error lists the closest names."""
     chips = catalog()
     key = _slug(query)
     if key in chips:
         return Match(chips[key], None)
-    names = {_slug(f"{c.vendor} {c.model} {c.variant}"): c for c in chips.values()}
-    models: dict[str, list[Chip]] = {}
-    for c in chips.values():
-        for k in (_slug(c.model), _slug(f"{c.vendor} {c.model}")):
-            models.setdefault(k, []).append(c)
+    names, models = _index()
     if key in models:
         found = models[key]
         others = [c.variant for c in found[1:]]
@@ -163,10 +171,8 @@ def find_chip(query: str) -> Match:
         return Match(found[0], note)
     prefixed = [c for k, c in names.items() if k.startswith(key) or f"-{key}-" in f"-{k}-"] if key else []
     if prefixed:
-        note = f"matched {prefixed[0].name}" + (
-            f"; also {', '.join(c.name for c in prefixed[1:4])}" if len(prefixed) > 1 else ""
-        )
-        return Match(prefixed[0], note)
+        also = f"; also {', '.join(c.name for c in prefixed[1:4])}" if len(prefixed) > 1 else ""
+        return Match(prefixed[0], f"matched {prefixed[0].name}{also}")
     pool = {**{k: v[0] for k, v in models.items()}, **names}
     close = difflib.get_close_matches(key, list(pool), n=3, cutoff=0.75)
     if close and difflib.SequenceMatcher(None, key, close[0]).ratio() >= 0.85:
@@ -212,4 +218,3 @@ def classify_chip(chip: Chip, ctx: Context, **kwargs: Any) -> tuple[Classificati
         raise TierlineError("chip", f"{chip.name} has no published dense rates; it cannot be classified")
     result = classify(chip.spec(**kwargs), ctx)
     return result, compare(chip, result, ctx)
-

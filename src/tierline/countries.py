@@ -111,6 +111,7 @@ def _index() -> dict[str, str]:
     return index
 
 
+@functools.lru_cache(maxsize=8192)
 def lookup(query: str, field: str = "country") -> Country:
     """Find a destination by ISO2, ISO3, name or alias (case-insensitive).
 

@@ -55,10 +55,17 @@ class CountryGroups:
 
     def __init__(self, base: dict[str, frozenset[str]], changes: list[GroupChange]) -> None:
         self._base = base
+        self._cache: dict[tuple[str, dt.date], frozenset[str]] = {}
         self.changes = sorted(changes, key=lambda c: (c.effective, c.iso2, c.group))
 
     def members(self, group: str, on: dt.date) -> frozenset[str]:
         """ISO2 codes in `group` on `on` (no Hong Kong/Liechtenstein mapping applied)."""
+        key = (group, on)
+        if key not in self._cache:
+            self._cache[key] = self._members(group, on)
+        return self._cache[key]
+
+    def _members(self, group: str, on: dt.date) -> frozenset[str]:
         current = set(self._base.get(group, frozenset()))
         for change in self.changes:
             if change.group != group:

@@ -3,6 +3,7 @@ i.e. the dense datasheet rate (TOPS/TFLOPS) times the bit length, the maximum ov
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -15,7 +16,12 @@ TPP_CITATION = "15 CFR 774 Supp. 1, ECCN 3A090, Technical Notes (TPP; Technical 
 
 def exact(value: float | int | str | Fraction) -> Fraction:
     """An exact rational from a decimal figure, so thresholds compare without float error."""
-    return value if isinstance(value, Fraction) else Fraction(str(value))
+    return value if isinstance(value, Fraction) else _exact(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _exact(value: float | int | str) -> Fraction:
+    return Fraction(str(value))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import classify, countries, policy
+from tierline.cli import check, classify, countries, policy
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.add_typer(classify.chips_app, name="chips")
 app.command("country")(countries.country_command)
 app.command("tiers")(countries.tiers_command)
 app.add_typer(policy.policy_app, name="policy")
+app.command("check")(check.check_command)
+app.command("weights")(check.weights_command)
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ UNITS = {
     "bits_by_precision": (dict,),
     "eccn_list": (list,),
     "tpp_schedule": (list,),
+    "country_list": (list,),
+    "review_policy": (str,),
 }
 LEAF_KEYS = {"description", "unit", "reference", "confidence", "values"}
 OPTIONAL_KEYS = {"note", "source_tag", "vintages", "inclusive"}

@@ -145,6 +145,7 @@ class Context:
     vintage: Vintage
     as_of: dt.date
     parameters: ParameterTree = field(default_factory=lambda: load_parameters(os.environ.get(POLICY_DIR_ENV) or None))
+    _uses: dict[str, ParameterUse] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def make(cls, vintage: str | None = None, as_of: str | dt.date | None = None) -> Context:
@@ -160,12 +161,28 @@ class Context:
 
     def use(self, path: str) -> ParameterUse:
         """The value of `path` in force on the as-of date, as a citable record."""
-        param = self.parameter(path)
-        start, value = param.entry_at(self.as_of)
-        return ParameterUse(path, value, start, param.reference, param.confidence)
+        found = self._uses.get(path)
+        if found is None:
+            param = self.parameter(path)
+            start, value = param.entry_at(self.as_of)
+            found = self._uses[path] = ParameterUse(path, value, start, param.reference, param.confidence)
+        return found
 
     def value(self, path: str) -> Any:
         return self.use(path).value
+
+    def maybe(self, path: str) -> ParameterUse | None:
+        """Like `use`, but None when the vintage lacks the parameter or no value is in force."""
+        param = self.parameters.get(path)
+        if not param.applies_to(self.vintage.name):
+            return None
+        current = None
+        for start, value in param.values:
+            if start <= self.as_of:
+                current = (start, value)
+        if current is None:
+            return None
+        return ParameterUse(path, current[1], current[0], param.reference, param.confidence)
 
     def stamp(self) -> dict[str, Any]:
         """What every answer says about the regime it used."""
