@@ -46,8 +46,8 @@ class TreatedAs:
 
 
 def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9()' ]+", " ", text.lower().replace("’", "'")).strip()
+    text = unicodedata.normalize("NFKD", text.replace("’", "'")).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9()' ]+", " ", text.lower()).strip()
 
 
 @functools.cache

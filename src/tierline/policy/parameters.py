@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -123,6 +124,8 @@ def _check_value(file: str, key: str, unit: str, value: Any) -> Any:
     kinds = UNITS[unit]
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise _fail(file, key, f"value {value!r} does not fit unit {unit!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(file, key, f"value {value!r} is not a finite number")
     if isinstance(value, (int, float)) and value < 0:
         raise _fail(file, key, f"value {value!r} is negative")
     if unit == "bits_by_precision" and isinstance(value, dict):
@@ -206,6 +209,8 @@ def parse_parameter_file(path: Path | str, text: str | None = None) -> dict[str,
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "<file>"
         raise _fail(name, where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except ValueError as exc:  # PyYAML builds dates eagerly: 2023-13-17 raises here
+        raise _fail(name, "<file>", f"an impossible date ({exc})") from None
     out: dict[str, Parameter] = {}
     _walk(name, "", data, out)
     return out

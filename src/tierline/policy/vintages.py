@@ -98,7 +98,7 @@ def load_vintages(path: Path | str | None = None) -> dict[str, Vintage]:
     file = Path(path)
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         raise PolicyDataError(file.name, "<file>", f"not valid YAML ({exc})") from None
     if not isinstance(data, dict) or not data:
         raise PolicyDataError(file.name, "<root>", "expected a mapping of vintage names")

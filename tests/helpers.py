@@ -1,0 +1,81 @@
+"""Plain helpers shared by the tests (fixtures are in conftest.py).
+
+Expected values never come from running tierline: they come from the reference files in
+../shared/reference/ (cited in each case's ``source``) or from hand arithmetic written out in the
+case itself ("1979 x 8"). Case tables a non-programmer can read live in tests/cases/*.yaml.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TESTS = Path(__file__).resolve().parent
+CASES = TESTS / "cases"
+PROJECT = TESTS.parent
+REFERENCE = PROJECT.parent / "shared" / "reference"
+TIERLINE = Path(sys.executable).with_name("tierline")
+
+# The as-of date most tests use: after the AI Diffusion compliance date (15 May 2025).
+AS_OF = "2025-06-01"
+# The date the reference country table describes (README.md "Conventions in the CSV files").
+TABLE_DATE = dt.date(2025, 1, 15)
+
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference is not available")
+
+
+def load_cases(name: str) -> Any:
+    """A case table from tests/cases/ (YAML)."""
+    return yaml.safe_load((CASES / name).read_text(encoding="utf-8"))
+
+
+def case_id(case: dict[str, Any]) -> str:
+    return str(case.get("name") or case.get("case") or case.get("parameter") or case.get("query"))
+
+
+def params(cases: list[dict[str, Any]]) -> list[Any]:
+    """pytest parameters for a list of cases, each with a readable id."""
+    return [pytest.param(c, id=case_id(c)) for c in cases]
+
+
+def num(value: Any) -> Fraction:
+    """An exact number from a case value: 4800, "4799.99", or hand arithmetic "1979 x 8" / "26900000 / 15832"."""
+    if isinstance(value, Fraction):
+        return value
+    text = str(value).replace(",", "").replace("×", "x").replace("*", "x").strip()
+    if "/" in text:
+        top, bottom = text.split("/", 1)
+        return num(top) / num(bottom)
+    result = Fraction(1)
+    for factor in text.split("x"):
+        result *= Fraction(factor.strip())
+    return result
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """Run the real ``tierline`` console script in a subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("TIERLINE_POLICY_DIR", "TIERLINE_DEBUG")}
+    full_env.update(env or {})
+    full_env.setdefault("COLUMNS", "200")
+    proc = subprocess.run([str(TIERLINE), *args], capture_output=True, text=True, env=full_env, timeout=60, check=False)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
