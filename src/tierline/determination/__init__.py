@@ -1,6 +1,6 @@
 """Licence determinations for advanced-computing items and model weights (docs/determinations.md)."""
 
-from tierline.determination.allowances import AllowanceState, InMemoryAllowances
+from tierline.allowances import AllowanceState, InMemoryAllowances
 from tierline.determination.engine import Determination, LineDetermination, determine
 from tierline.determination.model import LineItem, Party, Transaction
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from tierline.determination.allowances import AllowanceState, InMemoryAllowances, PendingDraws
+from tierline.allowances import AllowanceState, InMemoryAllowances, PendingDraws
 from tierline.determination.facts import Facts, LineFacts, line_facts, transaction_facts
 from tierline.determination.license_exceptions import ORDER
 from tierline.determination.model import EndUse, Transaction

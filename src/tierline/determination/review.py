@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tierline.determination.allowances import PendingDraws, allocation_account
+from tierline.allowances import PendingDraws, allocation_account, allocation_cap
 from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.model import Certification, Kind
 from tierline.determination.outcome import Conditions, Draw
 from tierline.determination.requirements import licence_set, named_destinations
-from tierline.policy.vintages import ParameterUse
 from tierline.tiers import MACAU, UNITED_STATES
 from tierline.tpp import exact
 from tierline.trace import TraceStep
@@ -71,12 +70,10 @@ def _china_case_by_case(line: LineFacts, facts: Facts) -> TraceStep | None:
 
 
 def _allocation(line: LineFacts, facts: Facts, state: PendingDraws) -> Review:
-    ctx = facts.ctx
-    cap_use = ctx.use("allocation.tier2_cumulative_tpp")
-    start, end = ctx.use("allocation.period_start"), ctx.use("allocation.period_end")
-    multiplier = ctx.use("allocation.g2g_multiplier")
-    params: list[ParameterUse] = [cap_use, start, end]
-    if not start.value <= facts.tx.date <= end.value:
+    since = state.g2g_since(facts.destination)
+    g2g = facts.certified(Certification.g2g_arrangement) or (since is not None and since <= facts.tx.date)
+    cap, params = allocation_cap(facts.ctx, g2g)
+    if cap is None:
         step = TraceStep(
             "Tier 2 country allocation",
             CHIPS,
@@ -88,11 +85,6 @@ def _allocation(line: LineFacts, facts: Facts, state: PendingDraws) -> Review:
         return Review(
             CASE, [step], warnings=["no country allocation is defined for this date; review case-by-case (unconfirmed)"]
         )
-    since = state.g2g_since(facts.destination)
-    g2g = facts.certified(Certification.g2g_arrangement) or (since is not None and since <= facts.tx.date)
-    cap = exact(cap_use.value) * (exact(multiplier.value) if g2g else 1)
-    if g2g:
-        params.append(multiplier)
     account = allocation_account(facts.destination)
     used = state.used(account, facts.tx.date)
     headroom = used + line.tpp_total <= cap
@@ -112,7 +104,7 @@ def _allocation(line: LineFacts, facts: Facts, state: PendingDraws) -> Review:
     )
     if headroom:
         return Review(APPROVAL, [step], draws=[Draw(account, line.tpp_total)])
-    after = ctx.use("allocation_policy.after_exhaustion")
+    after = facts.ctx.use("allocation_policy.after_exhaustion")
     step.parameters.append(after)
     return Review(
         after.value, [step], warnings=[f"country allocation exhausted: review policy {after.value} is unconfirmed"]

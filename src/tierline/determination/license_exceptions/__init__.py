@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tierline.determination.allowances import PendingDraws
+from tierline.allowances import PendingDraws
 from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.license_exceptions import acm, aia, lpp, nac_aca, veu
 from tierline.determination.outcome import Outcome

@@ -7,7 +7,7 @@ the end user is not located in, headquartered in, or owned from Macau/D:5. Not 4
 
 from __future__ import annotations
 
-from tierline.determination.allowances import PendingDraws
+from tierline.allowances import PendingDraws
 from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.model import EndUse, PartyKind
 from tierline.determination.outcome import Conditions, Outcome

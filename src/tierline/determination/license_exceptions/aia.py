@@ -10,7 +10,7 @@ Macau/D:5. (b)(2): the certification must be obtained and submitted to BIS befor
 
 from __future__ import annotations
 
-from tierline.determination.allowances import PendingDraws
+from tierline.allowances import PendingDraws
 from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.model import Certification, EndUse
 from tierline.determination.outcome import Conditions, Obligation, Outcome

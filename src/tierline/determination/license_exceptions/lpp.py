@@ -8,11 +8,10 @@ Not for Macau/D:5 destinations or parties (15 CFR 740.2(a)(9)(ii)). Does not dra
 
 from __future__ import annotations
 
-from tierline.determination.allowances import PendingDraws, lpp_account
+from tierline.allowances import PendingDraws, lpp_account, lpp_cap
 from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.model import Kind
 from tierline.determination.outcome import Conditions, Draw, Obligation, Outcome
-from tierline.tpp import exact
 
 CITATION = "15 CFR 740.29"
 
@@ -29,8 +28,8 @@ def consider(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome | No
     if not facts.ctx.vintage.has("lpp"):
         return None
     check = Conditions("LPP", CITATION)
-    cap = facts.ctx.use("lpp.annual_tpp_per_consignee")
-    check.uses(cap)
+    cap, cap_use = lpp_cap(facts.ctx)
+    check.uses(cap_use)
     check.require(
         "an advanced computing commodity (a-level; no software, technology or weights)",
         line.level == "a" and line.commodity,
@@ -67,13 +66,13 @@ def consider(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome | No
     total = used + line.tpp_total
     check.require(
         "calendar-year total with this line within the LPP limit",
-        total <= exact(cap.value),
+        total <= cap,
         "15 CFR 740.29(a)",
         account=account,
         used=float(used),
         line_tpp=float(line.tpp_total),
         total=float(total),
-        limit=cap.value,
+        limit=float(cap),
     )
     outcome = Outcome("LPP", check, draws=[Draw(account, line.tpp_total)])
     outcome.obligations.append(

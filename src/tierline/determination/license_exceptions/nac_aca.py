@@ -8,7 +8,7 @@ parties; ACA needs none (AI Diffusion: every other destination; October 2023: D:
 
 from __future__ import annotations
 
-from tierline.determination.allowances import PendingDraws
+from tierline.allowances import PendingDraws
 from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.model import Kind
 from tierline.determination.outcome import Conditions, Obligation, Outcome

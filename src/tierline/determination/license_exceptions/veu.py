@@ -11,13 +11,10 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from tierline.determination.allowances import PendingDraws, nveu_account, uveu_account
+from tierline.allowances import PendingDraws, nveu_account, nveu_cap, uveu_account, uveu_share_checks
 from tierline.determination.facts import Facts, LineFacts, _ear_code
 from tierline.determination.model import VEU, EndUse
 from tierline.determination.outcome import Conditions, Draw, Obligation, Outcome
-from tierline.policy.vintages import ParameterUse
-from tierline.tiers import UNITED_STATES
-from tierline.tpp import exact
 
 CITATION = "15 CFR 748.15"
 SHARES = "15 CFR 748 Supp. 10, para. 6"
@@ -66,58 +63,19 @@ def consider_uveu(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome
         headquarters=consignee.headquarters,
         ultimate_parent=consignee.parent,
     )
-    uses = [
-        facts.ctx.use(p)
-        for p in ("uveu.min_share_tier1", "uveu.max_share_single_non_tier1", "uveu.min_share_us_for_us_hq")
-    ]
-    check.uses(*uses)
-    min_tier1, max_single, min_us = (exact(u.value) for u in uses)
     prefix = f"uveu:{consignee.party.key}:"
-    installed: dict[str, Fraction] = {
-        k.removeprefix(prefix): v for k, v in state.accounts(prefix, facts.tx.date).items()
-    }
+    installed = {k.removeprefix(prefix): v for k, v in state.accounts(prefix, facts.tx.date).items()}
     installed[facts.destination] = installed.get(facts.destination, Fraction(0)) + line.tpp_total
-    total = sum(installed.values(), Fraction(0))
-    share = {c: v / total for c, v in installed.items()} if total else {}
-    tier1_share = sum((s for c, s in share.items() if c in facts.tier1), Fraction(0))
-    check.require(
-        "after the shipment at least the minimum share of AI compute in supp. no. 5(a)",
-        tier1_share >= min_tier1,
-        SHARES,
-        tier1_share=float(tier1_share),
-        minimum=float(min_tier1),
-    )
-    worst = max(((c, s) for c, s in share.items() if c not in facts.tier1), key=lambda cs: cs[1], default=None)
-    check.require(
-        "after the shipment no single non-supp. 5(a) country above the maximum share",
-        worst is None or worst[1] <= max_single,
-        SHARES,
-        country=worst[0] if worst else None,
-        share=float(worst[1]) if worst else 0.0,
-        maximum=float(max_single),
-    )
-    if consignee.headquarters == UNITED_STATES:
-        us = share.get(UNITED_STATES, Fraction(0))
-        check.require(
-            "US-headquartered UVEU keeps at least the minimum share in the United States",
-            us >= min_us,
-            SHARES,
-            us_share=float(us),
-            minimum=float(min_us),
-        )
+    checks, uses = uveu_share_checks(installed, consignee.headquarters, facts.tier1, facts.ctx)
+    check.uses(*uses)
+    for text, met, values in checks:
+        check.require(f"after the shipment, {text}", met, SHARES, **values)
     outcome = Outcome("UVEU", check, draws=[Draw(uveu_account(consignee.party.key, facts.destination), line.tpp_total)])
     outcome.obligations.append(REPORTING)
     outcome.warnings.append(
         "UVEU shares are measured on the recorded installed base; the measurement basis is unconfirmed"
     )
     return outcome
-
-
-def _nveu_cap(facts: Facts) -> tuple[Fraction, ParameterUse]:
-    schedule = facts.ctx.use("nveu.cumulative_cap_schedule")
-    steps = schedule.value
-    step = next((s for s in steps if facts.tx.date <= s["through"]), steps[-1])
-    return exact(step["tpp"]), schedule
 
 
 def consider_nveu(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome | None:
@@ -138,7 +96,7 @@ def consider_nveu(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome
         consignee.headquarters not in facts.d5_or_macau and consignee.parent not in facts.d5_or_macau,
         CITATION,
     )
-    cap, schedule = _nveu_cap(facts)
+    cap, schedule = nveu_cap(facts.ctx)
     check.uses(schedule)
     account = nveu_account(consignee.party.key, facts.destination)
     used = state.used(account, facts.tx.date)
