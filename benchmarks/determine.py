@@ -79,7 +79,7 @@ def mixed() -> list[Transaction]:
             "ultimate_consignee": party("jp", "JP", "JP", "JP"),
         },
     ]
-    return [Transaction.parse({**base, **r}) for r in raw]
+    return [Transaction.model_validate({**base, **r}) for r in raw]
 
 
 def main(rounds: int = 3000) -> None:

@@ -111,6 +111,10 @@ def classify_weights(weights: ModelWeights, ctx: Context) -> WeightsClassificati
     trace: list[TraceStep] = []
     warnings: list[str] = []
     ops, estimated = training_operations(weights, trace)
+    if not ctx.vintage.has("eccn_4e091"):
+        trace.append(TraceStep("4E091", ECCN, f"ECCN 4E091 is part of vintage {ctx.vintage.name}", False))
+        warnings.append(f"ECCN 4E091 is not applied under vintage {ctx.vintage.name} (not enforced)")
+        return WeightsClassification(ops, False, estimated, warnings, trace)
     synthetic = ctx.use("eccn_4e091.synthetic_data_fraction")
     if weights.synthetic_data_fraction > synthetic.value:
         added = _f(weights.generator_operations)
@@ -143,10 +147,6 @@ def classify_weights(weights: ModelWeights, ctx: Context) -> WeightsClassificati
                 [synthetic],
             )
         )
-    if not ctx.vintage.has("eccn_4e091"):
-        trace.append(TraceStep("4E091", ECCN, f"ECCN 4E091 is part of vintage {ctx.vintage.name}", False))
-        warnings.append(f"ECCN 4E091 is not applied under vintage {ctx.vintage.name} (not enforced)")
-        return WeightsClassification(ops, False, estimated, warnings, trace)
     line = ctx.use("eccn_4e091.operations_min")
     over = ops >= _f(line.value)
     trace.append(

@@ -143,7 +143,7 @@ def check_command(
         data["vintage"] = vintage
     if as_of and file is not None:
         data["date"] = as_of
-    answer = determine(Transaction.parse(data)).as_dict()
+    answer = determine(Transaction.model_validate(data)).as_dict()
     if as_json:
         emit_json(answer)
     else:

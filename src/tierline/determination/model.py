@@ -146,10 +146,10 @@ class Transaction(_Model):
         return certification in self.certifications
 
     @classmethod
-    def parse(cls, data: Any) -> Transaction:
-        """Validate raw data; the error names the field path (e.g. ``items[0].quantity``) and why."""
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Transaction:  # type: ignore[override]
+        """Validate raw data; the TierlineError names the field path (e.g. ``items[0].quantity``) and why."""
         try:
-            return cls.model_validate(data)
+            return super().model_validate(obj, **kwargs)
         except ValidationError as exc:
             first = exc.errors()[0]
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")

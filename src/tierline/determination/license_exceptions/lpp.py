@@ -55,12 +55,6 @@ def consider(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome | No
         "15 CFR 740.2(a)(9)(ii)",
         reasons=party.d5_reasons if party else [],
     )
-    if facts.parties[0].party.lpp_operating_entity and facts.parties[0].headquarters not in facts.tier1:
-        check.require(
-            "a designated operating entity may be used only by a consignee headquartered in supp. no. 5(a)",
-            False,
-            "15 CFR 740.29(a)",
-        )
     account = lpp_account(lpp_entity(facts), facts.tx.date.year)
     used = state.used(account, facts.tx.date)
     total = used + line.tpp_total
@@ -75,6 +69,10 @@ def consider(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome | No
         limit=float(cap),
     )
     outcome = Outcome("LPP", check, draws=[Draw(account, line.tpp_total)])
+    consignee = facts.parties[0]
+    if consignee.party.lpp_operating_entity and consignee.headquarters not in facts.tier1:
+        outcome.warnings.append("the designated LPP operating entity is ignored: only a consignee headquartered in "
+                                "supp. no. 5(a) may count toward another entity's limit (15 CFR 740.29(a))")
     outcome.obligations.append(
         Obligation(
             "lpp_notification", "Notify BIS of the LPP shipment (content and timing unconfirmed)", "15 CFR 740.29"
