@@ -32,3 +32,75 @@ def ctx() -> Context:
 def lines(ctx: Context) -> Any:
     """The 3A090 lines in force for `ctx`."""
     return _lines(ctx)
+
+
+# --- the allocation ledger: every ledger test runs on SQLite and on PostgreSQL ----------------------
+
+POSTGRES_URL_ENV = "TIERLINE_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "TIERLINE_REQUIRE_POSTGRES"
+
+
+def _postgres_server() -> str | None:
+    """The PostgreSQL server to create test databases on; skips (or fails when required) without one."""
+    import os
+
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        return url
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"{REQUIRE_POSTGRES_ENV}=1 but {POSTGRES_URL_ENV} is not set (bash scripts/postgres.sh start)")
+    pytest.skip(f"{POSTGRES_URL_ENV} is not set (start a server with: bash scripts/postgres.sh start)")
+    return None
+
+
+def _dispose_engine(url: str) -> None:
+    """Close the pooled connections tierline holds for `url` (engine_for caches one engine per URL)."""
+    from tierline.ledger.db import engine_for
+
+    engine_for(url).dispose()
+    engine_for.cache_clear()  # a dropped database's engine must never be handed out again
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """A fresh, empty ledger database URL: a SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/ledger.db"
+        yield url
+        _dispose_engine(url)
+        return
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    server = _postgres_server()
+    assert server is not None
+    name = f"t_{uuid.uuid4().hex}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        yield url
+        _dispose_engine(url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Any:
+    """A `tierline.ledger.Ledger` on a fresh database (SQLite and PostgreSQL)."""
+    from tierline.ledger import Ledger
+
+    return Ledger(ledger_url)
+
+
+@pytest.fixture
+def ledger_env(ledger_url: str, tmp_path: Any) -> dict[str, str]:
+    """Environment for running the ``tierline`` CLI against the test ledger database."""
+    home = tmp_path / "tierline-home"
+    home.mkdir(exist_ok=True)
+    return {"TIERLINE_DATABASE_URL": ledger_url, "TIERLINE_HOME": str(home)}

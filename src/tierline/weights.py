@@ -25,7 +25,7 @@ ECCN = "15 CFR 774 Supp. 1, ECCN 4E091"
 class ModelWeights(BaseModel):
     """Parameters of an AI model (ECCN 4E091 candidates) and how it was trained."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     training_operations: float | None = Field(None, ge=0)
     parameters: float | None = Field(None, gt=0)

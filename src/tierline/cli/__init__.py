@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, countries, policy
+from tierline.cli import check, classify, countries, ledger, policy
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("tiers")(countries.tiers_command)
 app.add_typer(policy.policy_app, name="policy")
 app.command("check")(check.check_command)
 app.command("weights")(check.weights_command)
+app.add_typer(ledger.ledger_app, name="ledger")
 
 
 def main() -> None:

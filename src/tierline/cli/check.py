@@ -12,10 +12,20 @@ import yaml
 
 from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
 from tierline.determination import Transaction, determine
-from tierline.errors import TierlineError
+from tierline.errors import TierlineError, parse_date
 from tierline.weights import ModelWeights, classify_weights
 
 EXIT_NO_LICENCE, EXIT_LICENCE, EXIT_DENIAL = 0, 10, 11
+WEIGHT_OPTIONS = {  # ModelWeights field -> the `tierline weights` option that sets it
+    "training_operations": "--operations",
+    "parameters": "--parameters",
+    "active_parameters": "--active-parameters",
+    "tokens": "--tokens",
+    "additional_operations": "--derived-additional-operations",
+    "synthetic_data_fraction": "--synthetic-fraction",
+    "generator_operations": "--generator-operations",
+    "generator_training_operations": "--generator-training-operations",
+}
 
 
 def exit_code(answer: dict[str, Any]) -> int:
@@ -30,12 +40,39 @@ def _load(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TierlineError("--file", f"cannot read {path}: {exc.strerror}") from None
+    is_json = path.suffix.lower() == ".json"
     try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        return json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise TierlineError("--file", f"{path.name} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
         raise TierlineError(
-            "--file", f"{path.name} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+            "--file", f"{path.name} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
         ) from None
+
+
+def apply_determination(tx: Transaction, key: str | None, actor: str | None) -> dict[str, Any]:
+    """Determine against the ledger and record the draws atomically (idempotent on `key`)."""
+    import hashlib
+
+    from tierline.ledger import Draw, Ledger, LedgerAllowances
+    from tierline.ledger.audit import canonical
+
+    ledger = Ledger()
+    result = determine(tx, LedgerAllowances(ledger))
+    answer = result.as_dict()
+    draws = [Draw(d.account, d.tpp, tx.date) for d in result.draws]
+    if draws:
+        key = key or "check:" + hashlib.sha256(canonical(tx.model_dump(mode="json")).encode()).hexdigest()
+        headquarters = {p.party.key: p.headquarters for p in result.facts.parties}
+        answer["applied"] = ledger.apply(
+            draws, idempotency_key=key, actor=actor, note=f"check {tx.destination}", headquarters=headquarters
+        )
+    else:
+        answer["applied"] = None
+    return answer
 
 
 def show_determination(answer: dict[str, Any]) -> None:
@@ -105,6 +142,11 @@ def check_command(
         [], "--certification", help="aia_certification, approved_designer, g2g_arrangement."
     ),
     export_from: str = typer.Option("US", "--from", help="Country the item leaves from."),
+    apply: bool = typer.Option(False, "--apply", help="Record what the determination draws in the ledger, atomically."),
+    key: Optional[str] = typer.Option(
+        None, "--key", help="Idempotency key for --apply (default: the transaction's hash)."
+    ),
+    actor: Optional[str] = typer.Option(None, "--actor", help="Who applies (recorded in the audit trail)."),
     as_json: bool = JSON,
     as_of: Optional[str] = AS_OF,
     vintage: Optional[str] = typer.Option(
@@ -142,8 +184,9 @@ def check_command(
     if vintage:
         data["vintage"] = vintage
     if as_of and file is not None:
-        data["date"] = as_of
-    answer = determine(Transaction.model_validate(data)).as_dict()
+        data["date"] = parse_date(as_of, "--as-of").isoformat()
+    tx = Transaction.model_validate(data)
+    answer = apply_determination(tx, key, actor) if apply else determine(tx).as_dict()
     if as_json:
         emit_json(answer)
     else:
@@ -196,7 +239,7 @@ def weights_command(
         )
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "--operations"
+        field = WEIGHT_OPTIONS.get(str(err["loc"][0]) if err["loc"] else "", "--operations")
         raise TierlineError(field, err["msg"].removeprefix("Value error, ")) from None
     result = classify_weights(weights, ctx)
     answer = {**result.as_dict(), **ctx.stamp()}

@@ -58,7 +58,7 @@ class Certification(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 class ChipSpecInput(_Model):
@@ -78,9 +78,9 @@ class LineItem(_Model):
     chip: str | None = None
     spec: ChipSpecInput | None = None
     model_weights: ModelWeights | None = None
-    quantity: int = Field(1, gt=0)
+    quantity: int = Field(1, gt=0, strict=True)
     system: bool = False
-    ics_per_unit: int = Field(1, gt=0)
+    ics_per_unit: int = Field(1, gt=0, strict=True)
     base_eccn: str | None = None
     name: str | None = None
 

@@ -71,8 +71,10 @@ def consider(line: LineFacts, facts: Facts, state: PendingDraws) -> Outcome | No
     outcome = Outcome("LPP", check, draws=[Draw(account, line.tpp_total)])
     consignee = facts.parties[0]
     if consignee.party.lpp_operating_entity and consignee.headquarters not in facts.tier1:
-        outcome.warnings.append("the designated LPP operating entity is ignored: only a consignee headquartered in "
-                                "supp. no. 5(a) may count toward another entity's limit (15 CFR 740.29(a))")
+        outcome.warnings.append(
+            "the designated LPP operating entity is ignored: only a consignee headquartered in "
+            "supp. no. 5(a) may count toward another entity's limit (15 CFR 740.29(a))"
+        )
     outcome.obligations.append(
         Obligation(
             "lpp_notification", "Notify BIS of the LPP shipment (content and timing unconfirmed)", "15 CFR 740.29"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite on a fresh machine: a virtualenv with the pinned packages, a
+# throwaway PostgreSQL on loopback (Debian's package, installed when missing), then pytest against
+# SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+TIERLINE_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start)"
+export TIERLINE_TEST_POSTGRES_URL
+export TIERLINE_REQUIRE_POSTGRES=1
+exec .venv/bin/pytest "$@"
