@@ -830,3 +830,42 @@ def test_a_balance_too_large_to_record_is_a_clear_error(ledger: Ledger, call: Ca
     for i in range(9):  # 9 x 10^18 micro-TPP still fits in a signed 64-bit integer (9.22 x 10^18)
         call(ledger, i)
     refused(ledger, "tpp", lambda: call(ledger, 9))
+
+
+# --- batches on caps that grow by date ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("account", "first", "second", "g2g"),
+    [
+        # 1,000,000,000 + 500,000,000 = 1,500,000,000 <= 1,580,000,000 through 2025
+        pytest.param("nveu:acme:BR", 1_000_000_000, 500_000_000, None, id="nveu"),
+        # 500,000,000 + 200,000,000 = 700,000,000 <= 790,000,000 before the g2g date
+        pytest.param("allocation:MX", 500_000_000, 200_000_000, dt.date(2025, 7, 1), id="allocation-before-g2g"),
+    ],
+)
+def test_a_batch_on_a_stepped_cap_counts_each_draw_once(
+    ledger: Ledger, account: str, first: int, second: int, g2g: dt.date | None
+) -> None:
+    if g2g:
+        ledger.record_g2g("MX", g2g, reason="MX-US", idempotency_key="g1")
+    result = ledger.apply([Draw(account, first, D), Draw(account, second, D)], idempotency_key="p1")
+    assert result["applied"] == [{"account": account, "tpp": first + second}]
+    assert row(ledger, account)["used"] == first + second
+
+
+def test_a_batch_is_judged_like_the_same_draws_made_one_by_one(ledger: Ledger) -> None:
+    draws = [Draw("nveu:acme:BR", 2_000_000_000, dt.date(2026, 3, 1)), Draw("nveu:acme:BR", 1, D)]
+    # one by one (on another account): through 2025: 1 <= 1,580,000,000; through 2026: 2,000,000,001 <= 4,270,000,000
+    for i, d in enumerate(draws):
+        direct(ledger, "nveu:solo:BR", d.tpp, f"solo{i}", d.effective_date)
+    ledger.apply(draws, idempotency_key="p1")
+    assert row(ledger, "nveu:acme:BR", dt.date(2026, 12, 31))["used"] == 2_000_000_001
+
+
+@pytest.mark.parametrize("entity", ["a_c", "a%"])
+def test_uveu_entities_with_wildcard_characters_are_kept_apart(ledger: Ledger, entity: str) -> None:
+    direct(ledger, "uveu:abc:US", 93 * M, "u1")
+    direct(ledger, "uveu:abc:BR", 7 * M, "u2")
+    direct(ledger, f"uveu:{entity}:DE", 1 * M, "u3")  # a_c's whole installed base is in Germany (Tier 1)
+    assert row(ledger, f"uveu:{entity}:DE")["used"] == 1 * M

@@ -209,10 +209,10 @@ def test_a_killed_batch_is_all_or_nothing_and_completes_once_on_retry(ledger_url
             lines *= 2
         assert elapsed >= MIN_SECONDS, f"{lines} lines took only {elapsed:.3f}s"
 
-        # kills spread over the batch's lifetime, a few jittered past its end; two at an observed open transaction
-        fractions = [0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 3.0]
+        # kills spread over the batch's lifetime (jittered), one run left to finish, two at an observed open transaction
+        fractions = [0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05]
         plans: list[tuple[str, float]] = [("delay", f * elapsed * rng.uniform(0.9, 1.1)) for f in fractions]
-        plans += [("in-transaction", 0.0), ("in-transaction", 0.0)]
+        plans += [("finish", 0.0), ("in-transaction", 0.0), ("in-transaction", 0.0)]
         outcomes = []
         for run, (how, delay) in enumerate(plans, start=1):
             key = f"run-{run}"
@@ -223,6 +223,8 @@ def test_a_killed_batch_is_all_or_nothing_and_completes_once_on_retry(ledger_url
             seen_open = False
             if how == "delay":
                 time.sleep(delay)
+            elif how == "finish":
+                assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
             else:
                 deadline = time.monotonic() + 30
                 while not seen_open and proc.poll() is None and time.monotonic() < deadline:
@@ -251,7 +253,7 @@ def test_a_killed_batch_is_all_or_nothing_and_completes_once_on_retry(ledger_url
         assert any(landed == "after" for *_rest, landed in outcomes), outcomes
     finally:
         probe.close()
-    assert time.monotonic() - started < 120
+    assert time.monotonic() - started < 150
 
 
 @pytest.mark.parametrize("lines", [1, 50])

@@ -186,8 +186,13 @@ def test_the_ledger_keeps_working_and_verifying_when_untouched(history: Ledger) 
     ],
 )
 def test_verify_notices_balances_edited_outside_the_ledger(history: Ledger, statement: str) -> None:
+    """The entries (what status and export report) and the balances (what the limit check uses) must agree
+    with the audited history: editing them with SQL is reported too."""
     sql(history, statement)
-    assert history.verify()["ok"] is False
+    result = history.verify()
+    assert result["ok"] is False
+    assert [p for p in result["problems"] if p["kind"] == "edited" and p["chain"] == BR], result["problems"]
+    assert not [p for p in result["problems"] if p["chain"] != BR], result["problems"]
 
 
 @pytest.mark.skipif(not TIERLINE.exists(), reason="the tierline console script is not installed")

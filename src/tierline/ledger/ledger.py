@@ -82,11 +82,13 @@ class Ledger:
         """Run a hot-path statement straight on the driver (compiled once per dialect). On PostgreSQL
         the writes are queued and sent in one pipelined round trip when the transaction ends."""
         if self.sqlite:
-            return conn.exec_driver_sql(self._statements[name], {k: _sqlite_value(v) for k, v in params.items()})
-        if name in DEFERRED:
+            params = {k: _sqlite_value(v) for k, v in params.items()}
+        elif name in DEFERRED:
             conn.info["tierline_pending"].append((self._statements[name], params))
             return None
-        return conn.exec_driver_sql(self._statements[name], params)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(self._statements[name], params)
+        return _Result(cursor)
 
     def _flush(self, conn: Connection) -> None:
         """Send the queued PostgreSQL writes in one pipeline (errors surface here, before COMMIT)."""
@@ -108,6 +110,7 @@ class Ledger:
             try:
                 with self._write() as conn:
                     conn.info["tierline_pending"] = []
+                    conn.info["tierline_key"] = key
                     found = self._sql(conn, "idem_get", key=key).first()
                     if found is not None:
                         if found.request_hash != digest:
@@ -142,7 +145,7 @@ class Ledger:
                     conn, "account_new", id=account, kind=account.split(":", 1)[0], head_hash=GENESIS, created_at=now
                 )
                 found = self._sql(conn, "account_lock", id=account).first()
-            rows[account] = dict(found._mapping)
+            rows[account] = dict(found)
         return rows
 
     def _expire_holds(self, conn: Connection, row: dict[str, Any], now: dt.datetime) -> None:
@@ -225,7 +228,7 @@ class Ledger:
         headquarters: str | None,
     ) -> None:
         prefix = f"uveu:{ref.entity}:"
-        query = select(ACCOUNTS).where(ACCOUNTS.c.id.like(prefix + "%")).order_by(ACCOUNTS.c.id)
+        query = select(ACCOUNTS).where(ACCOUNTS.c.id.startswith(prefix, autoescape=True)).order_by(ACCOUNTS.c.id)
         if not self.sqlite:
             query = query.with_for_update()
         live = self._live_holds(conn, prefix)
@@ -249,7 +252,11 @@ class Ledger:
         """Unexpired holds per account (optionally those for shipments dated on or before `until`)."""
         query = (
             select(HOLDS.c.account_id, func.sum(HOLDS.c.amount_micro))
-            .where(HOLDS.c.account_id.like(prefix + "%"), HOLDS.c.status == "held", HOLDS.c.expires_at > _now())
+            .where(
+                HOLDS.c.account_id.startswith(prefix, autoescape=True),
+                HOLDS.c.status == "held",
+                HOLDS.c.expires_at > _now(),
+            )
             .group_by(HOLDS.c.account_id)
         )
         if until is not None:
@@ -261,27 +268,23 @@ class Ledger:
     ) -> None:
         """A cap that grows by date (NVEU schedule, allocation doubled from a g2g date): the use dated up
         to every step the draw reaches must fit that step's cap."""
+        key = conn.info.get("tierline_key")
         for through, cap in steps:
-            committed = (
-                conn.execute(
-                    select(func.coalesce(func.sum(ENTRIES.c.amount_micro), 0)).where(
-                        ENTRIES.c.account_id == ref.id, ENTRIES.c.effective_date <= through
-                    )
-                ).scalar()
-                or 0
+            stored = select(func.coalesce(func.sum(ENTRIES.c.amount_micro), 0)).where(
+                ENTRIES.c.account_id == ref.id,
+                ENTRIES.c.effective_date <= through,
+                (ENTRIES.c.idempotency_key.is_(None)) | (ENTRIES.c.idempotency_key != key),
             )
-            pending = row["committed_micro"] - self._committed_in_db(conn, ref.id)
+            committed = int(conn.execute(stored).scalar() or 0)  # before this transaction
+            pending = sum(micro for on, micro in row.get("batch", ()) if on <= through)  # this batch, by date
             held = self._live_holds(conn, ref.id, through).get(ref.id, 0)
-            if int(committed) + pending + held + extra > cap:
-                room = cap - int(committed) - pending - held
+            if committed + pending + held + extra > cap:
+                room = cap - committed - pending - held
                 raise TierlineError(
                     "tpp",
                     f"{from_micro(extra):,.6g} TPP exceeds the headroom of {ref.id} through "
                     f"{through} ({from_micro(room):,.6g} of {from_micro(cap):,.6g} TPP left)",
                 )
-
-    def _committed_in_db(self, conn: Connection, account: str) -> int:
-        return int(conn.execute(select(ACCOUNTS.c.committed_micro).where(ACCOUNTS.c.id == account)).scalar() or 0)
 
     @staticmethod
     def _positive(tpp: Fraction | float | int | str, field: str = "tpp") -> int:
@@ -441,6 +444,7 @@ class Ledger:
                 row = rows[ref.id]
                 self._check_room(conn, rows, ref, micro, on, (headquarters or {}).get(ref.entity or ""))
                 row["committed_micro"] += micro
+                row.setdefault("batch", []).append((on, micro))
                 totals[ref.id] = totals.get(ref.id, 0) + micro
                 self._sql(
                     conn,
@@ -654,7 +658,7 @@ class Ledger:
         with self.engine.connect() as conn:
             query = select(ACCOUNTS.c.id).where(ACCOUNTS.c.id != SYSTEM).order_by(ACCOUNTS.c.id)
             if prefix:
-                query = query.where(ACCOUNTS.c.id.like(prefix + "%"))
+                query = query.where(ACCOUNTS.c.id.startswith(prefix, autoescape=True))
             return list(conn.execute(query).scalars())
 
     def g2g_since(self, country: str) -> dt.date | None:
@@ -749,6 +753,35 @@ def _compile(sqlite: bool) -> dict[str, str]:
             sql = re.sub(r":(\w+)", r"%(\1)s", sql) + (" FOR UPDATE" if name in LOCKING else "")
         out[name] = sql
     return out
+
+
+class _Row(dict[str, Any]):
+    """A driver row by column name, as attributes too."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Result:
+    """The little of a result the hot path needs, straight from a driver cursor."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.columns = [d[0] for d in cursor.description] if cursor.description else []
+
+    def first(self) -> _Row | None:
+        row = self.cursor.fetchone()
+        return None if row is None else _Row(zip(self.columns, row, strict=True))
+
+    def all(self) -> list[_Row]:
+        return [_Row(zip(self.columns, row, strict=True)) for row in self.cursor.fetchall()]
+
+    def scalar(self) -> Any:
+        row = self.cursor.fetchone()
+        return None if row is None else row[0]
 
 
 def _sqlite_value(value: Any) -> Any:
