@@ -154,6 +154,39 @@ class Ledger:
             row["held_micro"] -= hold.amount_micro
             self._event(conn, row, {"op": "expire", "hold_id": hold.id, "amount_micro": hold.amount_micro})
 
+    def _entry(
+        self,
+        conn: Connection,
+        row: dict[str, Any],
+        op: str,
+        micro: int,
+        on: dt.date,
+        key: str,
+        actor: str | None,
+        *,
+        hold_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Move the committed balance: an entry row and its audit event."""
+        row["committed_micro"] += micro
+        self._sql(
+            conn,
+            "entry_add",
+            account_id=row["id"],
+            op=op,
+            amount_micro=micro,
+            effective_date=on,
+            hold_id=hold_id,
+            reason=reason,
+            actor=actor,
+            idempotency_key=key,
+            recorded_at=_now(),
+        )
+        event = {"op": op, "amount_micro": micro, "effective_date": str(on), "actor": actor, "idempotency_key": key}
+        self._event(
+            conn, row, {**event, **({"hold_id": hold_id} if hold_id else {}), **({"reason": reason} if reason else {})}
+        )
+
     def _event(self, conn: Connection, row: dict[str, Any], data: dict[str, Any]) -> None:
         """Append an audit event to the account's chain (its head is saved with the balances)."""
         body = {
@@ -377,31 +410,28 @@ class Ledger:
             self._sql(conn, "hold_status", id=hold_id, status=status)
             row["held_micro"] -= hold.amount_micro
             if status == "committed":
-                row["committed_micro"] += hold.amount_micro
-                self._sql(
+                self._entry(
                     conn,
-                    "entry_add",
-                    account_id=hold.account_id,
-                    op="commit",
-                    amount_micro=hold.amount_micro,
-                    effective_date=_date(hold.effective_date),
+                    row,
+                    "commit",
+                    hold.amount_micro,
+                    _date(hold.effective_date),
+                    idempotency_key,
+                    actor,
                     hold_id=hold_id,
-                    reason=None,
-                    actor=actor,
-                    idempotency_key=idempotency_key,
-                    recorded_at=_now(),
                 )
-            self._event(
-                conn,
-                row,
-                {
-                    "op": "commit" if status == "committed" else "release",
-                    "hold_id": hold_id,
-                    "amount_micro": hold.amount_micro,
-                    "actor": actor,
-                    "idempotency_key": idempotency_key,
-                },
-            )
+            else:
+                self._event(
+                    conn,
+                    row,
+                    {
+                        "op": "release",
+                        "hold_id": hold_id,
+                        "amount_micro": hold.amount_micro,
+                        "actor": actor,
+                        "idempotency_key": idempotency_key,
+                    },
+                )
             return {
                 "hold_id": hold_id,
                 "account": hold.account_id,
@@ -443,34 +473,9 @@ class Ledger:
             for ref, micro, on in parsed:
                 row = rows[ref.id]
                 self._check_room(conn, rows, ref, micro, on, (headquarters or {}).get(ref.entity or ""))
-                row["committed_micro"] += micro
                 row.setdefault("batch", []).append((on, micro))
                 totals[ref.id] = totals.get(ref.id, 0) + micro
-                self._sql(
-                    conn,
-                    "entry_add",
-                    account_id=ref.id,
-                    op="direct",
-                    amount_micro=micro,
-                    effective_date=on,
-                    hold_id=None,
-                    reason=note,
-                    actor=actor,
-                    idempotency_key=idempotency_key,
-                    recorded_at=_now(),
-                )
-                self._event(
-                    conn,
-                    row,
-                    {
-                        "op": "direct",
-                        "amount_micro": micro,
-                        "effective_date": str(on),
-                        "actor": actor,
-                        "note": note,
-                        "idempotency_key": idempotency_key,
-                    },
-                )
+                self._entry(conn, row, "direct", micro, on, idempotency_key, actor, reason=note)
             return {
                 "applied": [{"account": a, "tpp": from_micro(t)} for a, t in sorted(totals.items())],
                 "lines": len(parsed),
@@ -532,32 +537,7 @@ class Ledger:
                 raise TierlineError(
                     "tpp", f"{account} would exceed what the ledger records ({MAX_BALANCE // MICRO:,} TPP)"
                 )
-            row["committed_micro"] += micro
-            self._sql(
-                conn,
-                "entry_add",
-                account_id=account,
-                op="adjust",
-                amount_micro=micro,
-                effective_date=effective_date,
-                hold_id=None,
-                reason=reason,
-                actor=actor,
-                idempotency_key=idempotency_key,
-                recorded_at=_now(),
-            )
-            self._event(
-                conn,
-                row,
-                {
-                    "op": "adjust",
-                    "amount_micro": micro,
-                    "reason": reason,
-                    "effective_date": str(effective_date),
-                    "actor": actor,
-                    "idempotency_key": idempotency_key,
-                },
-            )
+            self._entry(conn, row, "adjust", micro, effective_date, idempotency_key, actor, reason=reason)
             return {"account": account, "tpp": from_micro(micro), "committed": from_micro(row["committed_micro"])}
 
         return self._idempotent(idempotency_key, request, work)
