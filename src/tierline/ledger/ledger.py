@@ -400,10 +400,12 @@ class Ledger:
         request = {"op": status, "hold_id": hold_id, "actor": actor}
 
         def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            hold = self._sql(conn, "hold_lock", id=hold_id).first()
-            if hold is None:
+            found = self._sql(conn, "hold_get", id=hold_id).first()
+            if found is None:
                 raise TierlineError("hold_id", f"no hold {hold_id!r}")
-            row = self._lock(conn, rows, [hold.account_id])[hold.account_id]
+            # the account first, then the hold: the order every writer uses, so none deadlocks
+            row = self._lock(conn, rows, [found.account_id])[found.account_id]
+            hold = self._sql(conn, "hold_lock", id=hold_id).first()
             current = "expired" if hold.status == "held" and _aware_db(hold.expires_at) <= _now() else hold.status
             if current != "held":
                 raise TierlineError("hold_id", f"hold {hold_id} is {current}, not held")
@@ -712,6 +714,7 @@ STATEMENTS = {
     "head_seq = :head_seq, head_hash = :head_hash WHERE id = :id",
     "holds_expired": "SELECT id, amount_micro FROM holds WHERE account_id = :account_id AND status = 'held' "
     "AND expires_at <= :now ORDER BY id",
+    "hold_get": "SELECT account_id FROM holds WHERE id = :id",
     "hold_lock": "SELECT id, account_id, amount_micro, effective_date, expires_at, status FROM holds WHERE id = :id",
     "g2g_since": "SELECT since FROM g2g_arrangements WHERE country = :country",
     "hold_add": "INSERT INTO holds (id, account_id, amount_micro, effective_date, expires_at, status, created_at) "
