@@ -38,8 +38,11 @@ class Conditions:
         self.citation = citation
         self.items: list[dict[str, Any]] = []
         self.parameters: list[ParameterUse] = []
+        self.failed: list[str] = []
 
     def require(self, text: str, met: bool, citation: str | None = None, **values: Any) -> bool:
+        if not met:
+            self.failed.append(text)
         self.items.append(
             {
                 "condition": text,
@@ -55,15 +58,12 @@ class Conditions:
 
     @property
     def met(self) -> bool:
-        return all(c["met"] for c in self.items)
-
-    @property
-    def failed(self) -> list[str]:
-        return [c["condition"] for c in self.items if not c["met"]]
+        return not self.failed
 
     def step(self) -> TraceStep:
-        test = "all conditions met" if self.met else "conditions not met: " + "; ".join(self.failed)
-        return TraceStep(self.rule, self.citation, test, self.met, {"conditions": self.items}, self.parameters)
+        met = not self.failed
+        test = "all conditions met" if met else "conditions not met: " + "; ".join(self.failed)
+        return TraceStep(self.rule, self.citation, test, met, {"conditions": self.items}, self.parameters)
 
 
 @dataclass
