@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from tierline.policy import Context
 from tierline.policy.vintages import ParameterUse
+from tierline.tiers import UNITED_STATES
 from tierline.tpp import exact
 
 
@@ -89,8 +90,8 @@ def uveu_share_checks(
             },
         ),
     ]
-    if headquarters == "US":
-        us = share.get("US", Fraction(0))
+    if headquarters == UNITED_STATES:
+        us = share.get(UNITED_STATES, Fraction(0))
         checks.append(
             (
                 "a US-headquartered UVEU keeps at least the minimum share in the United States",

@@ -4,6 +4,7 @@ Tier 3 = Country Group D:5 plus Macau; Tier 2 = every other destination."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,14 @@ def tier1_codes(ctx: Context) -> frozenset[str]:
     return country_groups().members("SUPP5A", supp5a_date(ctx)) | {UNITED_STATES}
 
 
+@functools.lru_cache(maxsize=4096)
+def d5_or_macau(on: dt.date) -> frozenset[str]:
+    """Country Group D:5 on `on`, plus Macau (named with D:5 throughout the rule)."""
+    return country_groups().members("D:5", on) | {MACAU}
+
+
 def tier3_codes(ctx: Context) -> frozenset[str]:
-    return country_groups().members("D:5", ctx.as_of) | {MACAU}
+    return d5_or_macau(ctx.as_of)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from tierline.classification import Classification, Die, ItemSpec, classify
 from tierline.countries import lookup
 from tierline.determination.model import Certification, Kind, LineItem, Party, Transaction
 from tierline.errors import TierlineError
-from tierline.groups import country_groups, ear_destination
+from tierline.groups import ear_destination
 from tierline.policy import Context
 from tierline.policy.vintages import load_vintages
-from tierline.tiers import MACAU, UNITED_STATES, tier1_codes, tier_of
+from tierline.tiers import UNITED_STATES, d5_or_macau, tier1_codes, tier_of
 from tierline.tpp import Rate
 from tierline.trace import TraceStep
 from tierline.weights import WeightsClassification, classify_weights
@@ -32,11 +32,6 @@ def context_for(vintage: str, on: dt.date) -> Context:
 @functools.lru_cache(maxsize=65536)
 def _classify_cached(spec: ItemSpec, vintage: str, on: dt.date) -> Classification:
     return classify(spec, context_for(vintage, on))
-
-
-@functools.lru_cache(maxsize=4096)
-def _d5_or_macau(vintage: str, on: dt.date) -> frozenset[str]:
-    return country_groups().members("D:5", on) | {MACAU}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -176,7 +171,7 @@ def transaction_facts(tx: Transaction) -> Facts:
             f"{tx.ultimate_consignee.country} contradicts the destination {tx.destination}: "
             "the ultimate consignee is located in the destination",
         )
-    d5 = _d5_or_macau(tx.vintage, on)
+    d5 = d5_or_macau(on)
     tier1 = tier1_codes(ctx)
     parties = [_party(tx.ultimate_consignee, "ultimate_consignee", on, d5, tier1)]
     if tx.end_user:

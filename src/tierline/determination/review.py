@@ -17,7 +17,7 @@ from tierline.determination.facts import Facts, LineFacts
 from tierline.determination.model import Certification, Kind
 from tierline.determination.outcome import Conditions, Draw
 from tierline.determination.requirements import licence_set, named_destinations
-from tierline.tiers import MACAU, UNITED_STATES
+from tierline.tiers import UNITED_STATES
 from tierline.tpp import exact
 from tierline.trace import TraceStep
 
@@ -37,19 +37,23 @@ class Review:
 
 def _china_case_by_case(line: LineFacts, facts: Facts) -> TraceStep | None:
     """The 15 January 2026 rule: case-by-case for exports from the US to China/Macau below the ceilings."""
+    destinations = facts.ctx.maybe("china_2026.destinations")
     tpp_max = facts.ctx.maybe("china_2026.tpp_max")
     bw_max = facts.ctx.maybe("china_2026.dram_bandwidth_max")
-    if not facts.ctx.vintage.has("china_case_by_case_2026") or tpp_max is None or bw_max is None:
+    if not facts.ctx.vintage.has("china_case_by_case_2026") or None in (destinations, tpp_max, bw_max):
         return None
     check = Conditions("China/Macau case-by-case review (2026)", CHINA_2026)
-    check.uses(tpp_max, bw_max)
+    assert destinations is not None and tpp_max is not None and bw_max is not None
+    check.uses(destinations, tpp_max, bw_max)
     check.require(
         "an export from the United States (reexports and transfers stay denial)",
         facts.kind is Kind.export and facts.export_from == UNITED_STATES,
         CHINA_2026,
         kind=facts.kind.value,
     )
-    check.require("destination China (including Hong Kong) or Macau", facts.destination in ("CN", MACAU), CHINA_2026)
+    check.require(
+        "destination China (including Hong Kong) or Macau", facts.destination in destinations.value, CHINA_2026
+    )
     check.require("a chip (not model weights)", line.commodity, CHINA_2026)
     check.require(
         "TPP per chip below the ceiling",
