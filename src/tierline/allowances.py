@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -62,43 +63,65 @@ def nveu_cap(ctx: Context) -> tuple[Fraction, ParameterUse]:
     return exact(step["tpp"]), use
 
 
-def uveu_share_checks(
-    installed: Mapping[str, Fraction], headquarters: str, tier1: frozenset[str], ctx: Context
-) -> tuple[list[tuple[str, bool, dict[str, Any]]], list[ParameterUse]]:
-    """The UVEU geographic shares (supp. no. 10 to part 748, para. 6) of an installed base by country."""
+@dataclass(frozen=True)
+class ShareLimit:
+    """One UVEU geographic limit: the share `measure` of the installed base against `bound`.
+
+    `measure` is ``tier1`` (supp. no. 5(a) countries together), ``single_non_tier1`` (the largest
+    single other country) or ``us`` (the United States); `minimum` says whether the share must be at
+    least (True) or at most (False) the bound. The scalar check and the bulk screening kernel both
+    evaluate these, so the limits are defined once."""
+
+    text: str
+    measure: str
+    minimum: bool
+    bound: Fraction
+
+
+def uveu_share_limits(headquarters: str, ctx: Context) -> tuple[list[ShareLimit], list[ParameterUse]]:
+    """The UVEU geographic limits (supp. no. 10 to part 748, para. 6) for an entity headquartered in
+    `headquarters`: >= 75% in supp. no. 5(a), <= 7% in any single other country, and >= 50% in the
+    United States for a US-headquartered UVEU."""
     uses = [
         ctx.use(p) for p in ("uveu.min_share_tier1", "uveu.max_share_single_non_tier1", "uveu.min_share_us_for_us_hq")
     ]
     min_tier1, max_single, min_us = (exact(u.value) for u in uses)
-    total = sum(installed.values(), Fraction(0))
-    share = {c: v / total for c, v in installed.items()} if total else {}
-    tier1_share = sum((s for c, s in share.items() if c in tier1), Fraction(0))
-    worst = max(((c, s) for c, s in share.items() if c not in tier1), key=lambda cs: cs[1], default=None)
-    checks: list[tuple[str, bool, dict[str, Any]]] = [
-        (
-            "at least the minimum share of AI compute in supp. no. 5(a)",
-            tier1_share >= min_tier1,
-            {"tier1_share": float(tier1_share), "minimum": float(min_tier1)},
-        ),
-        (
-            "no single non-supp. 5(a) country above the maximum share",
-            worst is None or worst[1] <= max_single,
-            {
-                "country": worst[0] if worst else None,
-                "share": float(worst[1]) if worst else 0.0,
-                "maximum": float(max_single),
-            },
-        ),
+    limits = [
+        ShareLimit("at least the minimum share of AI compute in supp. no. 5(a)", "tier1", True, min_tier1),
+        ShareLimit("no single non-supp. 5(a) country above the maximum share", "single_non_tier1", False, max_single),
     ]
     if headquarters == UNITED_STATES:
-        us = share.get(UNITED_STATES, Fraction(0))
-        checks.append(
-            (
-                "a US-headquartered UVEU keeps at least the minimum share in the United States",
-                us >= min_us,
-                {"us_share": float(us), "minimum": float(min_us)},
+        limits.append(
+            ShareLimit(
+                "a US-headquartered UVEU keeps at least the minimum share in the United States", "us", True, min_us
             )
         )
+    return limits, uses
+
+
+def uveu_share_checks(
+    installed: Mapping[str, Fraction], headquarters: str, tier1: frozenset[str], ctx: Context
+) -> tuple[list[tuple[str, bool, dict[str, Any]]], list[ParameterUse]]:
+    """The UVEU geographic shares of an installed base by country, checked against `uveu_share_limits`."""
+    limits, uses = uveu_share_limits(headquarters, ctx)
+    total = sum(installed.values(), Fraction(0))
+    share = {c: v / total for c, v in installed.items()} if total else {}
+    worst = max(((c, s) for c, s in share.items() if c not in tier1), key=lambda cs: cs[1], default=None)
+    tier1_share = sum((s for c, s in share.items() if c in tier1), Fraction(0))
+    us_share = share.get(UNITED_STATES, Fraction(0))
+    measured: dict[str, tuple[Fraction, dict[str, Any]]] = {
+        "tier1": (tier1_share, {"tier1_share": float(tier1_share)}),
+        "single_non_tier1": (
+            worst[1] if worst else Fraction(0),
+            {"country": worst[0] if worst else None, "share": float(worst[1]) if worst else 0.0},
+        ),
+        "us": (us_share, {"us_share": float(us_share)}),
+    }
+    checks: list[tuple[str, bool, dict[str, Any]]] = []
+    for limit in limits:
+        value, values = measured[limit.measure]
+        met = value >= limit.bound if limit.minimum else value <= limit.bound
+        checks.append((limit.text, met, {**values, ("minimum" if limit.minimum else "maximum"): float(limit.bound)}))
     return checks, uses
 
 

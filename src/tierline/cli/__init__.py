@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, countries, ledger, policy
+from tierline.cli import check, classify, countries, ledger, policy, screen
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.add_typer(policy.policy_app, name="policy")
 app.command("check")(check.check_command)
 app.command("weights")(check.weights_command)
 app.add_typer(ledger.ledger_app, name="ledger")
+app.command("screen")(screen.screen_command)
+app.command("sample-orders")(screen.sample_orders_command)
 
 
 def main() -> None:

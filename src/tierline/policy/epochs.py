@@ -1,0 +1,65 @@
+"""Policy epochs: the dates on which any dated fact changes (a parameter value, a date inside a value,
+a vintage's start, a Country Group change). Between two consecutive change dates every rule reads the
+same facts, so bulk screening evaluates each distinct line once per epoch instead of once per date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from tierline.groups import country_groups
+from tierline.policy.parameters import load_parameters
+from tierline.policy.vintages import POLICY_DIR_ENV, load_vintages
+
+DAY = dt.timedelta(days=1)
+
+
+def _dates_in(value: Any) -> Iterator[dt.date]:
+    if isinstance(value, dt.date):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _dates_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _dates_in(item)
+
+
+def _policy_dates(policy_dir: str | None) -> Iterator[dt.date]:
+    for param in load_parameters(policy_dir):
+        for start, value in param.values:
+            yield start
+            yield from _dates_in(value)
+    for vintage in load_vintages().values():
+        yield vintage.in_force_from
+        if vintage.compliance_from:
+            yield vintage.compliance_from
+    for change in country_groups().changes:
+        yield change.effective
+
+
+@functools.lru_cache(maxsize=8)
+def _bundled_boundaries(policy_dir: str | None) -> tuple[dt.date, ...]:
+    return boundaries(_policy_dates(policy_dir))
+
+
+def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:
+    """Each date and the day after (a rule may compare with ``<`` or ``<=``), sorted."""
+    out: set[dt.date] = set()
+    for day in dates:
+        out.add(day)
+        if day < dt.date.max:
+            out.add(day + DAY)
+    return tuple(sorted(out))
+
+
+def change_dates(extra: Iterable[dt.date] = ()) -> tuple[dt.date, ...]:
+    """The epoch boundaries of the policy data in force, plus those of `extra` dates (for example the
+    dates of recorded government-to-government arrangements). Calendar years are not included: a
+    caller that keys anything by year adds the year itself."""
+    base = _bundled_boundaries(os.environ.get(POLICY_DIR_ENV) or None)
+    more = boundaries(extra)
+    return tuple(sorted(set(base) | set(more))) if more else base

@@ -1,0 +1,1 @@
+"""Bulk screening of order books (docs/screening.md)."""

@@ -1,0 +1,460 @@
+"""Bulk screening: order lines in, one decision per line out, allowances accumulated in line order.
+
+The vectorized engine (`Screener`) groups lines into plans (`plans.make_plan`: the scalar engine run
+once per distinct kind of line and policy epoch), runs the allowance kernel over the lines in order,
+and assembles decisions from the plans' templates with Polars. `screen_scalar` is the reference: the
+scalar engine one line after another. Both start from the same `Snapshot` of the allowances.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tierline.allowances import AllowanceState, InMemoryAllowances
+from tierline.countries import all_countries
+from tierline.determination.engine import determine
+from tierline.errors import TierlineError
+from tierline.policy.epochs import change_dates
+from tierline.screen.kernel import CAP, SHARES, accumulate
+from tierline.screen.orders import DECISION_COLUMNS, PROFILE, column_of, decision_row, transaction_for
+from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, plan_or_error
+from tierline.tiers import UNITED_STATES
+
+MAX_CANDIDATES = 8
+MEASURES = {"tier1": 0, "single_non_tier1": 1, "us": 2}
+EPOCH_DAY = dt.date(1970, 1, 1)
+EXACT_FLOAT = 2**53
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """An order line that cannot be screened: where, what and why."""
+
+    line: int
+    column: str
+    value: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "column": self.column, "value": self.value, "reason": self.reason}
+
+
+@dataclass
+class Snapshot:
+    """Allowance usage (TPP per account) and g2g arrangement dates that screening starts from."""
+
+    used: dict[str, Fraction] = field(default_factory=dict)
+    g2g: dict[str, dt.date] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, state: AllowanceState, on: dt.date) -> Snapshot:
+        """Every account of `state` as of `on`, and its g2g dates."""
+        used = {a: Fraction(v) for a, v in state.accounts("", on).items() if v}
+        g2g = {c: d for c in all_countries() if (d := state.g2g_since(c)) is not None}
+        return cls(used, g2g)
+
+    def state(self) -> InMemoryAllowances:
+        return InMemoryAllowances(self.used, self.g2g)
+
+
+def _days(dates: pl.Series) -> np.ndarray:
+    return dates.cast(pl.Int32).to_numpy()
+
+
+class Screener:
+    """The vectorized engine. Feed parsed batches in file order with `screen`; state carries over."""
+
+    def __init__(self, snapshot: Snapshot, vintage: str, *, collect_draws: bool = False) -> None:
+        self.snapshot = snapshot
+        self.vintage = vintage
+        self.collect_draws = collect_draws
+        self.draws: dict[tuple[str, dt.date], Fraction] = {}  # with collect_draws: per account and date
+        self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
+        bounds = change_dates(snapshot.g2g.values())
+        self.bounds = np.array([(d - EPOCH_DAY).days for d in bounds], dtype=np.int64)
+        self.scale = 1
+        self.plan_ids: dict[tuple[int, int], int] = {}
+        self.plans: list[Plan | TierlineError] = []
+        self.plan_rows: list[list[int]] = []  # per plan: the decision template of each branch
+        # account slots
+        self.templates: dict[str, int] = {}
+        self.template_names: list[str] = []
+        self.entities: dict[str, int] = {"": 0}
+        self.entity_names: list[str] = [""]
+        self.slot_of: dict[int, int] = {}
+        self.accounts: list[str] = []
+        self.used = np.zeros(0, dtype=np.int64)
+        self.initial: list[Fraction] = []
+        # UVEU installed base by entity and country
+        self.countries = list(all_countries())
+        self.country_index = {c: i for i, c in enumerate(self.countries)}
+        self.uveu_rows: dict[int, int] = {}
+        self.uveu = np.zeros((0, len(self.countries)), dtype=np.int64)
+        # decision templates and the summary
+        self.rows: list[dict[str, Any]] = []
+        self.rows_frame: pl.DataFrame | None = None
+        self.row_counts = np.zeros(0, dtype=np.int64)
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    # ---- plans ----------------------------------------------------------------------------------
+    def _plan(self, row: dict[str, Any]) -> int:
+        plan = plan_or_error(row, self.vintage, self.snapshot.g2g)
+        self.plans.append(plan)
+        self.plan_rows.append([])
+        if isinstance(plan, Plan):
+            self._rescale(plan.unit_tpp, *(c.cap for c in plan.candidates if c.cap is not None))
+            self.plan_rows[-1] = list(range(len(self.rows), len(self.rows) + len(plan.rows)))
+            self.rows.extend(plan.rows)
+            self.rows_frame = None
+            self._arrays = None
+        return len(self.plans) - 1
+
+    def _rescale(self, *values: Fraction) -> None:
+        scale = self.scale
+        for v in values:
+            scale = math.lcm(scale, v.denominator)
+        if scale != self.scale:
+            factor = scale // self.scale
+            self.used *= factor
+            self.uveu *= factor
+            self.scale = scale
+            self._arrays = None
+
+    def _template(self, account: str) -> tuple[int, int]:
+        """(template id, whose entity fills it: 0 none, 1 consignee, 2 operator)."""
+        tid = self.templates.get(account)
+        if tid is None:
+            tid = self.templates[account] = len(self.template_names)
+            self.template_names.append(account)
+        return tid, 1 if CONSIGNEE in account else 2 if OPERATOR in account else 0
+
+    def _profile_arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is not None:
+            return self._arrays
+        n, k, c = len(self.plans), MAX_CANDIDATES, len(self.countries)
+        a = {
+            "ncand": np.zeros(n, dtype=np.int64),
+            "kind": np.zeros((n, k), dtype=np.int64),
+            "cap": np.zeros((n, k), dtype=np.int64),
+            "template": np.full((n, k), -1, dtype=np.int64),
+            "who": np.zeros((n, k), dtype=np.int64),
+            "dest": np.zeros(n, dtype=np.int64),
+            "tier1": np.zeros((n, c), dtype=np.bool_),
+            "measures": np.zeros((n, 3), dtype=np.int64),
+            "minimums": np.zeros((n, 3), dtype=np.bool_),
+            "nums": np.zeros((n, 3), dtype=np.int64),
+            "dens": np.zeros((n, 3), dtype=np.int64),
+            "nlimits": np.zeros(n, dtype=np.int64),
+            "unit": np.zeros(n, dtype=np.int64),
+            "rows": np.full((n, k + 1), -1, dtype=np.int64),
+            "valid": np.zeros(n, dtype=np.bool_),
+            "shares": np.zeros(n, dtype=np.bool_),
+        }
+        for p, plan in enumerate(self.plans):
+            if not isinstance(plan, Plan):
+                continue
+            a["valid"][p] = True
+            a["unit"][p] = int(plan.unit_tpp * self.scale)
+            a["ncand"][p] = len(plan.candidates)
+            a["rows"][p, : len(self.plan_rows[p])] = self.plan_rows[p]
+            for j, cand in enumerate(plan.candidates):
+                a["template"][p, j], a["who"][p, j] = self._template(cand.account)
+                if cand.cap is not None:
+                    a["kind"][p, j] = CAP
+                    a["cap"][p, j] = min(int(cand.cap * self.scale), 2**63 - 1)
+                    continue
+                a["kind"][p, j] = SHARES
+                a["shares"][p] = True
+                a["dest"][p] = self.country_index[cand.destination]
+                a["tier1"][p] = [code in cand.tier1 for code in self.countries]
+                a["nlimits"][p] = len(cand.limits)
+                for m, limit in enumerate(cand.limits):
+                    a["measures"][p, m] = MEASURES[limit.measure]
+                    a["minimums"][p, m] = limit.minimum
+                    a["nums"][p, m] = limit.bound.numerator
+                    a["dens"][p, m] = limit.bound.denominator
+        self._arrays = a
+        return a
+
+    # ---- accounts -------------------------------------------------------------------------------
+    def _entity_ids(self, values: pl.Series) -> np.ndarray:
+        uniques = values.drop_nulls().unique().to_list()
+        for name in uniques:
+            if name not in self.entities:
+                self.entities[name] = len(self.entity_names)
+                self.entity_names.append(name)
+        mapping = {name: self.entities[name] for name in uniques}
+        return values.replace_strict(mapping, default=0, return_dtype=pl.Int64).fill_null(0).to_numpy()
+
+    def _account_name(self, template: int, entity: int) -> str:
+        name = self.template_names[template]
+        who = self.entity_names[entity]
+        return name.replace(CONSIGNEE, who).replace(OPERATOR, who)
+
+    def _slots(self, keys: list[np.ndarray]) -> list[np.ndarray]:
+        """Account slots for account keys (template << 32 | entity; -1 for none), new accounts
+        starting from their snapshot usage."""
+        present = np.concatenate([k[k >= 0] for k in keys]) if keys else np.zeros(0, dtype=np.int64)
+        uniq = np.unique(present)
+        new = [int(u) for u in uniq if int(u) not in self.slot_of]
+        if new:
+            start = len(self.accounts)
+            extra = np.zeros(len(new), dtype=np.int64)
+            for j, key in enumerate(new):
+                name = self._account_name(key >> 32, key & 0xFFFFFFFF)
+                self.slot_of[key] = start + j
+                self.accounts.append(name)
+                initial = self.snapshot.used.get(name, Fraction(0))
+                self._rescale(initial)
+                self.initial.append(initial)
+                extra[j] = int(initial * self.scale)
+            self.used = np.concatenate([self.used, extra])
+        uniq_slots = np.array([self.slot_of[int(u)] for u in uniq], dtype=np.int64)
+        out = []
+        for k in keys:
+            slot = np.full(len(k), -1, dtype=np.int64)
+            mask = k >= 0
+            slot[mask] = uniq_slots[np.searchsorted(uniq, k[mask])]
+            out.append(slot)
+        return out
+
+    def _uveu_rows(self, entities: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        rows = np.zeros(len(entities), dtype=np.int64)
+        if not mask.any():
+            return rows
+        for entity in np.unique(entities[mask]).tolist():
+            if entity in self.uveu_rows:
+                continue
+            self.uveu_rows[entity] = len(self.uveu_rows)
+            installed = np.zeros((1, len(self.countries)), dtype=np.int64)
+            prefix = f"uveu:{self.entity_names[entity]}:"
+            for account, value in self.snapshot.used.items():
+                code = account.removeprefix(prefix)
+                if account.startswith(prefix) and code in self.country_index:
+                    self._rescale(value)
+                    installed[0, self.country_index[code]] = int(value * self.scale)
+            self.uveu = np.vstack([self.uveu, installed])
+        lookup = np.vectorize(self.uveu_rows.__getitem__, otypes=[np.int64])
+        rows[mask] = lookup(entities[mask])
+        return rows
+
+    # ---- screening ------------------------------------------------------------------------------
+    def plan_lines(self, batch: pl.DataFrame) -> tuple[np.ndarray, list[BadRow]]:
+        """The plan of every line of a parsed batch, and the lines whose plan is an error."""
+        days = _days(batch["date"])
+        keyed = batch.select(
+            pl.struct(
+                *[pl.col(c) for c in PROFILE],
+                pl.col("lpp_operating_entity").is_not_null().alias("_operator"),
+                pl.Series("_epoch", np.searchsorted(self.bounds, days, side="right")),
+                pl.col("date").dt.year().alias("_year"),
+            ).alias("key")
+        ).select(pl.col("key").hash(seed=11).alias("h1"), pl.col("key").hash(seed=29).alias("h2"))
+        firsts = keyed.with_row_index("_i").unique(subset=["h1", "h2"], keep="first", maintain_order=True)
+        ids = []
+        for h1, h2, i in zip(firsts["h1"].to_list(), firsts["h2"].to_list(), firsts["_i"].to_list(), strict=True):
+            known = self.plan_ids.get((h1, h2))
+            if known is None:
+                known = self.plan_ids[(h1, h2)] = self._plan(batch.row(i, named=True))
+            ids.append(known)
+        table = firsts.select("h1", "h2", pl.Series("pid", ids, dtype=pl.Int64))
+        pid = keyed.join(table, on=["h1", "h2"], how="left", maintain_order="left")["pid"].to_numpy()
+        bad: list[BadRow] = []
+        valid = self._profile_arrays()["valid"]
+        for i in np.flatnonzero(~valid[pid]).tolist():
+            bad.append(self._bad_line(batch.row(i, named=True), self.plans[pid[i]]))
+        return pid, bad
+
+    def _bad_line(self, row: dict[str, Any], error: Plan | TierlineError) -> BadRow:
+        assert isinstance(error, TierlineError)
+        if error.field in ("date", "vintage"):  # the reason names the line's own date
+            error = _scalar_error(row, self.vintage) or error
+        column = column_of(error.field)
+        value = row.get(column)
+        return BadRow(row["line"], column, None if value is None else str(value), error.reason)
+
+    def screen(self, batch: pl.DataFrame, pid: np.ndarray) -> pl.DataFrame:
+        """Decisions for a parsed batch of valid lines (their plans from `plan_lines`), in order."""
+        n = len(batch)
+        if n == 0:
+            return pl.DataFrame(schema=DECISION_SCHEMA)
+        a = self._profile_arrays()
+        quantity = batch["quantity"].to_numpy().astype(np.int64)
+        consignee = self._entity_ids(batch["consignee_id"])
+        operator = self._entity_ids(batch["lpp_operating_entity"])
+        keys = []
+        for k in range(int(a["ncand"].max(initial=0))):
+            template, who = a["template"][pid, k], a["who"][pid, k]
+            entity = np.where(who == 1, consignee, np.where(who == 2, operator, 0))
+            keys.append(np.where(template >= 0, (template << 32) | entity, -1))
+        slots = self._slots(keys)
+        uveu_rows = self._uveu_rows(consignee, a["shares"][pid])
+        a = self._profile_arrays()  # new accounts may have rescaled the amounts: the arrays follow
+        unit = a["unit"][pid]
+        if np.any(quantity > (2**62) // np.maximum(unit, 1)):
+            raise TierlineError("quantity", "a line's TPP is too large to screen exactly")
+        amount = unit * quantity
+        slot_matrix = np.full((n, MAX_CANDIDATES), -1, dtype=np.int64)
+        for k, s in enumerate(slots):
+            slot_matrix[:, k] = s
+        branch = np.zeros(n, dtype=np.int64)
+        failed = accumulate(
+            pid,
+            amount,
+            slot_matrix,
+            uveu_rows,
+            a["ncand"],
+            a["kind"],
+            a["cap"],
+            a["dest"],
+            a["tier1"],
+            a["measures"],
+            a["minimums"],
+            a["nums"],
+            a["dens"],
+            a["nlimits"],
+            np.int64(self.country_index[UNITED_STATES]),
+            self.used,
+            self.uveu,
+            branch,
+        )
+        if failed >= 0:
+            raise TierlineError("quantity", f"line {batch['line'][int(failed)]}: amounts too large to screen exactly")
+        row_ids = a["rows"][pid, branch]
+        if self.collect_draws:
+            self._collect(batch, pid, branch, slot_matrix, amount)
+        self.row_counts = np.concatenate([self.row_counts, np.zeros(len(self.rows) - len(self.row_counts), np.int64)])
+        self.row_counts += np.bincount(row_ids, minlength=len(self.rows))
+        return self._decisions(batch, row_ids, branch, slot_matrix, amount)
+
+    def _decisions(
+        self, batch: pl.DataFrame, row_ids: np.ndarray, branch: np.ndarray, slots: np.ndarray, amount: np.ndarray
+    ) -> pl.DataFrame:
+        if self.rows_frame is None:
+            self.rows_frame = pl.DataFrame(self.rows, schema=DECISION_SCHEMA)
+        fixed = self.rows_frame.drop(PER_LINE_OUT)[row_ids]
+        drew = fixed["draw_account"].is_not_null().to_numpy()
+        chosen = np.where(drew, slots[np.arange(len(branch)), np.minimum(branch, MAX_CANDIDATES - 1)], 0)
+        tpp = _to_float(amount, self.scale)
+        names = pl.Series("draw_account", self.accounts or [""], dtype=pl.String)
+        return fixed.with_columns(
+            batch["line"],
+            batch["line_id"],
+            batch["date"],
+            batch["quantity"].cast(pl.Int64),
+            pl.Series("tpp", tpp),
+            pl.when(pl.Series(drew)).then(names.gather(chosen)).otherwise(None).alias("draw_account"),
+            pl.when(pl.Series(drew)).then(pl.Series(tpp)).otherwise(None).alias("draw_tpp"),
+        ).select(DECISION_COLUMNS)
+
+    def valid(self, pid: np.ndarray) -> np.ndarray:
+        """Which lines have a plan (not an error)."""
+        return self._profile_arrays()["valid"][pid]  # type: ignore[no-any-return]
+
+    def _collect(
+        self, batch: pl.DataFrame, pid: np.ndarray, branch: np.ndarray, slots: np.ndarray, amount: np.ndarray
+    ) -> None:
+        a = self._profile_arrays()
+        drew = branch < a["ncand"][pid]
+        lines = np.flatnonzero(drew)
+        chosen = slots[lines, branch[lines]]
+        frame = pl.DataFrame(
+            {"slot": chosen, "date": batch["date"].gather(lines), "amount": amount[lines]},
+            schema={"slot": pl.Int64, "date": pl.Date, "amount": pl.Int64},
+        )
+        sums = frame.group_by("slot", "date").agg(pl.col("amount").cast(pl.Int128).sum())
+        for slot, day, total in sums.iter_rows():
+            key = (self.accounts[slot], day)
+            self.draws[key] = self.draws.get(key, Fraction(0)) + Fraction(int(total), self.scale)
+        shares = lines[a["kind"][pid[lines], branch[lines]] == SHARES]
+        for i in shares.tolist():
+            plan = self.plans[pid[i]]
+            assert isinstance(plan, Plan)
+            self.uveu_hq[batch["consignee_id"][i]] = plan.headquarters
+
+    def drawn(self) -> dict[str, Fraction]:
+        """TPP drawn per account by the lines screened so far."""
+        out = {}
+        for slot, name in enumerate(self.accounts):
+            delta = Fraction(int(self.used[slot]), self.scale) - self.initial[slot]
+            if delta:
+                out[name] = delta
+        return out
+
+    def outcome_counts(self) -> pl.DataFrame:
+        """Lines per decision template (authorization, review policy, licence, warnings)."""
+        frame = pl.DataFrame(self.rows, schema=DECISION_SCHEMA) if self.rows else pl.DataFrame(schema=DECISION_SCHEMA)
+        counts = np.concatenate([self.row_counts, np.zeros(len(self.rows) - len(self.row_counts), np.int64)])
+        return frame.with_columns(pl.Series("lines", counts, dtype=pl.Int64))
+
+
+DECISION_SCHEMA: dict[str, Any] = {
+    "line": pl.Int64,
+    "line_id": pl.String,
+    "date": pl.Date,
+    "vintage": pl.String,
+    "destination": pl.String,
+    "tier": pl.Int64,
+    "chip": pl.String,
+    "quantity": pl.Int64,
+    "eccn": pl.String,
+    "level": pl.String,
+    "tpp": pl.Float64,
+    "license_required": pl.Boolean,
+    "authorization": pl.String,
+    "review_policy": pl.String,
+    "needs_license": pl.Boolean,
+    "draw_account": pl.String,
+    "draw_tpp": pl.Float64,
+    "rule": pl.String,
+    "citation": pl.String,
+    "exceptions_considered": pl.String,
+    "obligations": pl.String,
+    "warnings": pl.String,
+}
+PER_LINE_OUT = ["line", "line_id", "date", "quantity", "tpp", "draw_tpp"]
+
+
+def _to_float(amount: np.ndarray, scale: int) -> np.ndarray:
+    """amount / scale as the float nearest the exact quotient (what float(Fraction) gives)."""
+    out = amount / np.float64(scale)
+    big = np.flatnonzero(amount >= EXACT_FLOAT)
+    for i in big.tolist():
+        out[i] = int(amount[i]) / scale
+    return out
+
+
+def _scalar_error(row: Mapping[str, Any], vintage: str) -> TierlineError | None:
+    try:
+        determine(transaction_for(row, vintage))
+    except TierlineError as exc:
+        return exc
+    return None
+
+
+def screen_scalar(
+    batch: pl.DataFrame, state: InMemoryAllowances, vintage: str
+) -> tuple[list[dict[str, Any]], list[BadRow]]:
+    """The reference: the scalar engine on each parsed line in order, drawing into `state` as it goes."""
+    rows: list[dict[str, Any]] = []
+    bad: list[BadRow] = []
+    for row in batch.iter_rows(named=True):
+        try:
+            det = determine(transaction_for(row, vintage), state)
+        except TierlineError as exc:
+            column = column_of(exc.field)
+            value = row.get(column)
+            bad.append(BadRow(row["line"], column, None if value is None else str(value), exc.reason))
+            continue
+        for draw in det.lines[0].draws:
+            state.draw(draw.account, draw.tpp)
+        rows.append(decision_row(det, row["line"], row["line_id"]))
+    return rows, bad

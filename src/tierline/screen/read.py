@@ -1,0 +1,171 @@
+"""Reading order books (CSV, Parquet, JSON Lines) in streamed batches, and parsing each batch's
+columns into typed values with a report of every value that is not what its column needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tierline.errors import TierlineError
+from tierline.screen.orders import BY_NAME, COLUMNS, LIST_SEPARATOR, MAX_QUANTITY, REQUIRED
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TRUE = ("true", "1", "yes", "y", "t")
+FALSE = ("false", "0", "no", "n", "f")
+
+
+def file_format(path: Path, field: str) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise TierlineError(field, f"{path.name}: use a .csv, .parquet or .jsonl file")
+    return fmt
+
+
+def scan(path: Path) -> pl.LazyFrame:
+    """The order book as a lazy frame with its columns checked (missing or unknown ones refused)."""
+    if not path.is_file():
+        raise TierlineError("orders", f"{path} does not exist")
+    fmt = file_format(path, "orders")
+    try:
+        if fmt == "csv":
+            frame = pl.scan_csv(path, infer_schema=False, raise_if_empty=False)
+        elif fmt == "parquet":
+            frame = pl.scan_parquet(path)
+        else:
+            names = _jsonl_columns(path)
+            frame = pl.scan_ndjson(path, schema={n: pl.String for n in names})
+        names = frame.collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TierlineError("orders", f"{path.name} is not a readable {fmt} file: {_first_line(exc)}") from None
+    missing = [c for c in REQUIRED if c not in names]
+    unknown = [c for c in names if c not in BY_NAME]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(unknown)}")
+    if problems:
+        raise TierlineError("orders", f"{path.name}: {'; '.join(problems)} (columns: docs/screening.md)")
+    return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _jsonl_columns(path: Path) -> list[str]:
+    """The keys used in the first lines of a JSON Lines file, in order of appearance."""
+    import json
+
+    names: dict[str, None] = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if number > 1000:
+                break
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TierlineError("orders", f"{path.name} line {number} is not JSON: {exc.msg}") from None
+            if not isinstance(obj, dict):
+                raise TierlineError("orders", f"{path.name} line {number} is not a JSON object")
+            names.update(dict.fromkeys(obj))
+    return list(names)
+
+
+def batches(path: Path, chunk_size: int) -> Iterator[pl.DataFrame]:
+    """The order book in batches of about `chunk_size` lines, numbered from 1 in column ``line``."""
+    frame = scan(path)
+    start = 1
+    try:
+        for batch in frame.collect_batches(chunk_size=chunk_size):
+            yield batch.with_row_index("line", offset=start).with_columns(pl.col("line").cast(pl.Int64))
+            start += len(batch)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TierlineError("orders", f"{path.name}: reading stopped near line {start}: {_first_line(exc)}") from None
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    text = expr if dtype == pl.String else expr.cast(pl.String)
+    text = text.str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(typed lines, bad values) for a batch: the lines have every column of the order-book schema
+    (absent optional ones null); the report has line, column, value and reason for each bad value."""
+    schema = batch.schema
+    out: list[pl.Expr] = [pl.col("line")]
+    checks: list[tuple[str, pl.Expr, pl.Expr, str]] = []  # column, raw text, failed, reason
+    for column in COLUMNS:
+        name = column.name
+        if name not in schema:
+            out.append(pl.lit(None, dtype=_dtype(column.kind)).alias(name))
+            continue
+        dtype = schema[name]
+        raw = _as_text(pl.col(name), dtype)
+        value, failed, reason = _typed(column.kind, name, dtype, raw)
+        if column.choices:
+            allowed = list(column.choices)
+            if column.kind == "list":
+                parts = raw.str.split(LIST_SEPARATOR).list.eval(pl.element().str.strip_chars())
+                wrong = parts.list.eval(pl.element().is_in(allowed + [""]).not_()).list.any()
+            else:
+                wrong = raw.is_in(allowed).not_()
+            failed = failed | (raw.is_not_null() & wrong)
+            reason = f"not one of {', '.join(allowed)}"
+        if column.required:
+            checks.append((name, raw, raw.is_null(), "is required"))
+        checks.append((name, raw, raw.is_not_null() & failed.fill_null(False), reason))
+        out.append(value.alias(name))
+    typed = batch.select(out)
+    reports = [
+        batch.select(
+            pl.col("line"),
+            pl.lit(name).alias("column"),
+            raw.alias("value"),
+            failed.fill_null(False).alias("_bad"),
+            pl.lit(reason).alias("reason"),
+        )
+        .filter(pl.col("_bad"))
+        .drop("_bad")
+        for name, raw, failed, reason in checks
+    ]
+    bad = pl.concat(reports) if reports else pl.DataFrame(schema=BAD_SCHEMA)
+    return typed, bad.sort("line", maintain_order=True)
+
+
+BAD_SCHEMA: dict[str, Any] = {"line": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
+
+
+def _dtype(kind: str) -> Any:
+    return {"date": pl.Date, "int": pl.Int64, "bool": pl.Boolean}.get(kind, pl.String)
+
+
+def _typed(kind: str, name: str, dtype: Any, raw: pl.Expr) -> tuple[pl.Expr, pl.Expr, str]:
+    """(value, failed, reason) for one column."""
+    col = pl.col(name)
+    if kind == "date":
+        if dtype == pl.Date:
+            return col, pl.lit(False), ""
+        if isinstance(dtype, pl.Datetime):
+            return col.dt.date(), pl.lit(False), ""
+        value = raw.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+        return value, value.is_null(), "not a date in the form YYYY-MM-DD"
+    if kind == "int":
+        low = 1
+        high = MAX_QUANTITY if name == "quantity" else 1_000_000
+        value = col.cast(pl.Int64, strict=False) if dtype.is_integer() else raw.cast(pl.Int64, strict=False)
+        failed = value.is_null() | (value < low) | (value > high)
+        return value, failed, f"not a whole number from {low} to {high:,}"
+    if kind == "bool":
+        if dtype == pl.Boolean:
+            return col, pl.lit(False), ""
+        lower = raw.str.to_lowercase()
+        value = pl.when(lower.is_in(TRUE)).then(True).when(lower.is_in(FALSE)).then(False).otherwise(None)
+        return value, value.is_null(), "not true or false"
+    return raw, pl.lit(False), ""

@@ -1,0 +1,235 @@
+"""Screening a file: stream the order book, validate, screen, write decisions, summarize, apply."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tierline.allowances import AllowanceState
+from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot
+from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
+
+CHUNK = 1_000_000
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Result:
+    """What a screening found: counts, the summary, bad rows, and the draws to apply."""
+
+    lines: int = 0
+    screened: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+    bad_count: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    draws: dict[tuple[str, dt.date], Fraction] = field(default_factory=dict)
+    headquarters: dict[str, str] = field(default_factory=dict)
+    vintage: str = ""
+    first_date: dt.date | None = None
+    out: Path | None = None
+    rejects: Path | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.bad_count > 0 and self.out is None
+
+
+class _Writer:
+    """Decisions written batch by batch to a temporary file, moved into place only on success."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.fmt = file_format(out, "out")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=".tierline-", dir=out.parent))
+        self.parts: list[Path] = []
+        self.handle = None if self.fmt == "parquet" else (self.tmp / "out").open("wb")
+        self.first = True
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.fmt == "parquet":
+            self.parts.append(self.tmp / f"{len(self.parts):06d}.parquet")
+            frame.write_parquet(self.parts[-1])
+        elif self.fmt == "csv":
+            frame.write_csv(self.handle, include_header=self.first)
+        else:
+            frame.write_ndjson(self.handle)
+        self.first = False
+
+    def finish(self, schema: dict[str, Any]) -> None:
+        if self.handle is not None:
+            if self.first and self.fmt == "csv":
+                pl.DataFrame(schema=schema).write_csv(self.handle)
+            self.handle.close()
+            os.replace(self.tmp / "out", self.out)
+        elif self.parts:
+            pl.scan_parquet(self.parts).sink_parquet(self.out)
+        else:
+            pl.DataFrame(schema=schema).write_parquet(self.out)
+        self.discard()
+
+    def discard(self) -> None:
+        if self.handle is not None and not self.handle.closed:
+            self.handle.close()
+        for path in self.tmp.iterdir():
+            path.unlink()
+        self.tmp.rmdir()
+
+
+def rejects_path(out: Path | None, orders: Path) -> Path:
+    base = out if out is not None else orders
+    return base.with_name(base.stem + ".rejects.csv")
+
+
+def first_date(orders: Path) -> dt.date | None:
+    """The first valid date in the order book (the as-of date of the starting allowance state)."""
+    for batch in batches(orders, 10_000):
+        typed, _bad = parse(batch.select(["line", "date"]))
+        dates = typed["date"].drop_nulls()
+        if len(dates):
+            return dates[0]  # type: ignore[no-any-return]
+    return None
+
+
+def screen_file(
+    orders: Path,
+    out: Path | None,
+    *,
+    state: AllowanceState,
+    vintage: str,
+    skip_invalid: bool = False,
+    collect_draws: bool = False,
+    chunk_size: int = CHUNK,
+    progress: Progress | None = None,
+) -> Result:
+    """Screen `orders` into `out`. Invalid rows refuse the whole file (no output, a report beside it)
+    unless `skip_invalid`, which screens the valid rows and writes the rejects beside the output."""
+    start = first_date(orders)
+    snapshot = Snapshot.of(state, start) if start is not None else Snapshot()
+    screener = Screener(snapshot, vintage, collect_draws=collect_draws)
+    result = Result(vintage=vintage, first_date=start)
+    writer = _Writer(out) if out is not None else None
+    rejects: list[pl.DataFrame] = []
+    try:
+        for batch in batches(orders, chunk_size):
+            typed, bad_values = parse(batch)
+            result.lines += len(typed)
+            ok = typed.filter(~pl.col("line").is_in(bad_values["line"].implode()))
+            pid, bad_plans = screener.plan_lines(ok)
+            bad = pl.concat([bad_values, pl.DataFrame([b.as_dict() for b in bad_plans], schema=BAD_SCHEMA)])
+            if len(bad):
+                rejects.append(bad.sort("line", maintain_order=True))
+                result.bad_count += bad["line"].n_unique()
+            if result.bad_count and not skip_invalid:
+                if progress:
+                    progress(len(typed))
+                continue  # refused: keep validating, screen nothing more
+            keep = screener.valid(pid)
+            decisions = screener.screen(ok.filter(pl.Series(keep)), pid[keep])
+            result.screened += len(decisions)
+            if writer is not None:
+                writer.write(decisions)
+            if progress:
+                progress(len(typed))
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    report = pl.concat(rejects) if rejects else pl.DataFrame(schema=BAD_SCHEMA)
+    result.bad = [BadRow(**r) for r in report.head(1000).iter_rows(named=True)]
+    if len(report):
+        result.rejects = rejects_path(out, orders)
+        report.write_csv(result.rejects)
+    if writer is not None:
+        if result.bad_count and not skip_invalid:
+            writer.discard()
+        else:
+            writer.finish(DECISION_SCHEMA)
+            result.out = out
+    if not (result.bad_count and not skip_invalid):
+        result.summary = summary(screener, result)
+        if collect_draws:
+            result.draws, result.headquarters = screener.draws, screener.uveu_hq
+    return result
+
+
+def summary(screener: Screener, result: Result) -> dict[str, Any]:
+    """Lines by authorization and review policy, TPP drawn per allocation and LPP consignee-year,
+    lines needing a licence, lines with warnings."""
+    counts = screener.outcome_counts().filter(pl.col("lines") > 0)
+    by_outcome = (
+        counts.group_by("authorization", "review_policy")
+        .agg(pl.col("lines").sum())
+        .sort("lines", "authorization", descending=[True, False])
+    )
+    drawn = screener.drawn()
+    return {
+        "vintage": result.vintage,
+        "starting_state_as_of": result.first_date.isoformat() if result.first_date else None,
+        "lines": result.lines,
+        "screened": result.screened,
+        "rejected": result.bad_count,
+        "by_outcome": by_outcome.to_dicts(),
+        "needs_license": int(counts.filter(pl.col("needs_license"))["lines"].sum()),
+        "with_warnings": int(counts.filter(pl.col("warnings").is_not_null())["lines"].sum()),
+        "drawn": {
+            kind: {a: float(v) for a, v in sorted(drawn.items()) if a.startswith(kind + ":")}
+            for kind in ("allocation", "lpp", "nveu", "uveu")
+        },
+    }
+
+
+def batch_key(orders: Path, vintage: str) -> str:
+    """The default idempotency key of an applied screening: the file's content and the vintage."""
+    digest = hashlib.sha256()
+    with orders.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"screen:{vintage}:{digest.hexdigest()}"
+
+
+def ledger_snapshot(ledger: Any, on: dt.date) -> Snapshot:
+    """The ledger's usage as of `on` (committed entries and live holds dated on or before it) and its
+    g2g arrangements, read in one pass."""
+    from sqlalchemy import func, select
+
+    from tierline.ledger.ledger import _now
+    from tierline.ledger.schema import ENTRIES, G2G, HOLDS
+
+    used: dict[str, Fraction] = {}
+    with ledger.engine.connect() as conn:
+        committed = select(ENTRIES.c.account_id, func.sum(ENTRIES.c.amount_micro)).where(ENTRIES.c.effective_date <= on)
+        held = select(HOLDS.c.account_id, func.sum(HOLDS.c.amount_micro)).where(
+            HOLDS.c.status == "held", HOLDS.c.expires_at > _now(), HOLDS.c.effective_date <= on
+        )
+        for query in (committed, held):
+            for account, micro in conn.execute(query.group_by(query.selected_columns[0])):
+                used[account] = used.get(account, Fraction(0)) + Fraction(int(micro), 1_000_000)
+        g2g = {row.country: row.since for row in conn.execute(select(G2G))}
+    return Snapshot({a: v for a, v in used.items() if v}, {c: _as_date(d) for c, d in g2g.items()})
+
+
+def _as_date(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def applied_response(ledger: Any, key: str) -> dict[str, Any] | None:
+    """The stored response of a write already made with idempotency key `key`, if any."""
+    import json
+
+    from sqlalchemy import select
+
+    from tierline.ledger.schema import IDEMPOTENCY
+
+    with ledger.engine.connect() as conn:
+        found = conn.execute(select(IDEMPOTENCY.c.response).where(IDEMPOTENCY.c.key == key)).scalar()
+    return None if found is None else {**json.loads(found), "replayed": True}
