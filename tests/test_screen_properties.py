@@ -59,7 +59,9 @@ def order_line(draw: st.DrawFn) -> dict[str, Any]:
     line: dict[str, Any] = {
         "date": draw(dates).isoformat(),
         "chip": draw(st.sampled_from(CHIPS)),
-        "quantity": str(draw(st.one_of(st.integers(1, 6), st.sampled_from([1698, 1699, 1700, 49_898, 49_899, 50_000])))),
+        "quantity": str(
+            draw(st.one_of(st.integers(1, 6), st.sampled_from([1698, 1699, 1700, 49_898, 49_899, 50_000])))
+        ),
         "destination": destination,
         "consignee_id": draw(consignees),
         "consignee_headquarters": draw(st.sampled_from(HQ)),
