@@ -205,10 +205,14 @@ def _red_flags(facts: Facts) -> list[Obligation]:
     ]
 
 
-def determine(tx: Transaction, state: AllowanceState | None = None) -> Determination:
-    """Determine licence requirements for a transaction against the allowance state (pure: reads only)."""
-    facts = transaction_facts(tx)
-    lines = [line_facts(item, i, facts) for i, item in enumerate(tx.items)]
+def decide(facts: Facts, lines: list[LineFacts], state: AllowanceState | None = None) -> Determination:
+    """The determination for resolved facts (bulk screening resolves them once and decides many times)."""
     pending = PendingDraws(state if state is not None else InMemoryAllowances())
     results = [_determine_line(line, facts, pending) for line in lines]
     return Determination(facts, results, _red_flags(facts))
+
+
+def determine(tx: Transaction, state: AllowanceState | None = None) -> Determination:
+    """Determine licence requirements for a transaction against the allowance state (pure: reads only)."""
+    facts = transaction_facts(tx)
+    return decide(facts, [line_facts(item, i, facts) for i, item in enumerate(tx.items)], state)

@@ -105,6 +105,12 @@ class Screener:
         self._arrays: dict[str, np.ndarray] | None = None
 
     # ---- plans ----------------------------------------------------------------------------------
+    def _epoch_start(self, day: dt.date) -> dt.date:
+        """The first day of `day`'s policy epoch within its calendar year (the plan's date)."""
+        i = int(np.searchsorted(self.bounds, (day - EPOCH_DAY).days, side="right"))
+        start = EPOCH_DAY + dt.timedelta(days=int(self.bounds[i - 1])) if i > 0 else day
+        return max(start, dt.date(day.year, 1, 1))
+
     def _plan(self, row: dict[str, Any]) -> int:
         plan = plan_or_error(row, self.vintage, self.snapshot.g2g)
         self.plans.append(plan)
@@ -263,7 +269,9 @@ class Screener:
         for h1, h2, i in zip(firsts["h1"].to_list(), firsts["h2"].to_list(), firsts["_i"].to_list(), strict=True):
             known = self.plan_ids.get((h1, h2))
             if known is None:
-                known = self.plan_ids[(h1, h2)] = self._plan(batch.row(i, named=True))
+                row = batch.row(i, named=True)
+                row["date"] = self._epoch_start(row["date"])  # one date per epoch: the rules' caches hit
+                known = self.plan_ids[(h1, h2)] = self._plan(row)
             ids.append(known)
         table = firsts.select("h1", "h2", pl.Series("pid", ids, dtype=pl.Int64))
         pid = keyed.join(table, on=["h1", "h2"], how="left", maintain_order="left")["pid"].to_numpy()

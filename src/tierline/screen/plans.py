@@ -18,8 +18,8 @@ from fractions import Fraction
 from typing import Any
 
 from tierline.allowances import ShareLimit, uveu_share_limits
-from tierline.determination.engine import determine
-from tierline.determination.facts import transaction_facts
+from tierline.determination.engine import decide
+from tierline.determination.facts import line_facts, transaction_facts
 from tierline.errors import TierlineError
 from tierline.screen.orders import decision_row, transaction_for
 from tierline.tiers import UNITED_STATES
@@ -111,16 +111,18 @@ def _representative(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date]) -> Plan:
-    """The plan for lines like `row` (parsed values). A TierlineError when such lines are invalid."""
+    """The plan for lines like `row` (parsed values; its date stands for its policy epoch). A
+    TierlineError when such lines are invalid."""
     tx = transaction_for(_representative(row), vintage)
     facts = transaction_facts(tx)
+    lines = [line_facts(tx.items[0], 0, facts)]
     refused: set[str] = set()
     candidates: list[Candidate] = []
     rows: list[dict[str, Any]] = []
     unit = Fraction(0)
     while True:
         probe = _Probe(refused, g2g)
-        det = determine(tx, probe)
+        det = decide(facts, lines, probe)
         unit = det.lines[0].facts.tpp_total
         rows.append(decision_row(det, 0, None))
         draws = det.lines[0].draws

@@ -18,7 +18,7 @@ from tierline.allowances import AllowanceState
 from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
 
-CHUNK = 1_000_000
+CHUNK = 250_000
 Progress = Callable[[int], None]
 
 

@@ -31,6 +31,8 @@ POPULAR = ("H100", "H200", "B200", "GB200", "H20", "L40S", "A100", "MI300X", "Ga
 QUANTITIES = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1700, 2048, 4096, 8192])
 QUANTITY_WEIGHTS = np.array([10, 8, 8, 16, 10, 6, 5, 3, 2, 1, 0.5, 0.2, 0.2, 0.1, 0.05])
 START, END = dt.date(2025, 1, 15), dt.date(2027, 12, 31)
+END_USES = ["data_center", "other", "development", "production", "storage", "iaas_training"]
+END_USE_WEIGHTS = np.array([0.55, 0.25, 0.08, 0.05, 0.04, 0.03])
 
 
 def _chips() -> tuple[list[str], np.ndarray]:
@@ -48,7 +50,8 @@ def _pick(rng: np.random.Generator, options: list[str], n: int, p: np.ndarray | 
 
 
 def consignees(n: int, rng: np.random.Generator) -> pl.DataFrame:
-    """`n` consignees with their country, headquarters, parent, kind and authorizations."""
+    """`n` consignees with their country, headquarters, parent, kind, authorizations, usual end use and
+    certifications on file (known from the customer, as a compliance file holds them)."""
     destinations = TIER1 + TIER2 + TIER3
     weights = np.array([3.0] * len(TIER1) + [2.0] * len(TIER2) + [0.6] * len(TIER3))
     country = _pick(rng, destinations, n, weights / weights.sum())
@@ -60,6 +63,11 @@ def consignees(n: int, rng: np.random.Generator) -> pl.DataFrame:
     in_tier1 = np.isin(headquarters, ["US", *TIER1]) & np.isin(parent, ["US", *TIER1])
     veu_roll = rng.random(n)
     veu = np.where(in_tier1 & (veu_roll < 0.08), "UVEU", np.where(veu_roll > 0.96, "NVEU", _none(n)))
+    end_use = _pick(rng, END_USES, n, END_USE_WEIGHTS)
+    certified = rng.random(n)
+    certifications = np.where(
+        certified < 0.55, "aia_certification;approved_designer", np.where(certified < 0.7, "aia_certification", _none(n))
+    )
     operator = np.where(in_tier1 & (rng.random(n) < 0.1), np.array([f"OPS-{i:05d}" for i in range(n)]), _none(n))
     return pl.DataFrame(
         {
@@ -72,6 +80,8 @@ def consignees(n: int, rng: np.random.Generator) -> pl.DataFrame:
             "consignee_veu": veu.tolist(),
             "consignee_veu_destinations": np.where(veu == "NVEU", country, _none(n)).tolist(),
             "lpp_operating_entity": operator.tolist(),
+            "end_use": end_use.tolist(),
+            "certifications": certifications.tolist(),
         }
     )
 
@@ -83,26 +93,18 @@ def _lines(
     who = rng.choice(len(parties), size=rows, p=popularity / popularity.sum())
     chips, chip_weights = _chips()
     day = np.sort(rng.integers(days[0], days[1] + 1, size=rows))
-    end_use = _pick(
-        rng,
-        ["data_center", "other", "development", "production", "storage", "iaas_training"],
-        rows,
-        np.array([0.55, 0.25, 0.08, 0.05, 0.04, 0.03]),
-    )
-    certified = rng.random(rows)
-    certifications = np.where(
-        certified < 0.55,
-        "aia_certification;approved_designer",
-        np.where(certified < 0.7, "aia_certification", _none(rows)),
-    )
+    other_use = rng.random(rows) < 0.1  # one line in ten is for another purpose than the customer's usual one
     number = np.arange(first, first + rows)
     lines = parties[who].with_columns(
         pl.Series("line_id", [f"SO-{i // 4 + 1:08d}-{i % 4 + 1}" for i in number.tolist()], dtype=pl.String),
         (pl.Series("date", day, dtype=pl.Int32).cast(pl.Date) + pl.lit(START - dt.date(1970, 1, 1))).alias("date"),
         pl.Series("chip", _pick(rng, chips, rows, chip_weights).tolist(), dtype=pl.String),
         pl.Series("quantity", rng.choice(QUANTITIES, size=rows, p=QUANTITY_WEIGHTS / QUANTITY_WEIGHTS.sum())),
-        pl.Series("end_use", end_use.tolist(), dtype=pl.String),
-        pl.Series("certifications", certifications.tolist(), dtype=pl.String),
+    ).with_columns(
+        pl.when(pl.Series(other_use))
+        .then(pl.Series(_pick(rng, END_USES, rows, END_USE_WEIGHTS).tolist(), dtype=pl.String))
+        .otherwise(pl.col("end_use"))
+        .alias("end_use")
     )
     return lines.select(COLUMN_ORDER)
 
