@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, countries, ledger, policy, screen
+from tierline.cli import check, classify, countries, ledger, policy, screen, serve
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -27,6 +27,8 @@ app.command("weights")(check.weights_command)
 app.add_typer(ledger.ledger_app, name="ledger")
 app.command("screen")(screen.screen_command)
 app.command("sample-orders")(screen.sample_orders_command)
+app.command("serve")(serve.serve_command)
+app.add_typer(serve.keys_app, name="keys")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import yaml
 from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
 from tierline.determination import Transaction, determine
 from tierline.errors import TierlineError, parse_date
+from tierline.ledger.applying import apply_determination
 from tierline.weights import ModelWeights, classify_weights
 
 EXIT_NO_LICENCE, EXIT_LICENCE, EXIT_DENIAL = 0, 10, 11
@@ -51,28 +52,6 @@ def _load(path: Path) -> Any:
         raise TierlineError(
             "--file", f"{path.name} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
         ) from None
-
-
-def apply_determination(tx: Transaction, key: str | None, actor: str | None) -> dict[str, Any]:
-    """Determine against the ledger and record the draws atomically (idempotent on `key`)."""
-    import hashlib
-
-    from tierline.ledger import Draw, Ledger, LedgerAllowances
-    from tierline.ledger.audit import canonical
-
-    ledger = Ledger()
-    result = determine(tx, LedgerAllowances(ledger))
-    answer = result.as_dict()
-    draws = [Draw(d.account, d.tpp, tx.date) for d in result.draws]
-    if draws:
-        key = key or "check:" + hashlib.sha256(canonical(tx.model_dump(mode="json")).encode()).hexdigest()
-        headquarters = {p.party.key: p.headquarters for p in result.facts.parties}
-        answer["applied"] = ledger.apply(
-            draws, idempotency_key=key, actor=actor, note=f"check {tx.destination}", headquarters=headquarters
-        )
-    else:
-        answer["applied"] = None
-    return answer
 
 
 def show_determination(answer: dict[str, Any]) -> None:

@@ -6,10 +6,10 @@ from typing import Any, Optional
 
 import typer
 
-from tierline.catalog import catalog, classify_chip, find_chip
-from tierline.classification import Classification, Die, ItemSpec, StandaloneHBM, classify
+from tierline.answers import chip_answer, chips_answer, classify_item
+from tierline.catalog import classify_chip, find_chip
+from tierline.classification import Classification
 from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
-from tierline.errors import TierlineError
 from tierline.tpp import parse_rate
 
 chips_app = typer.Typer(help="The chip catalogue with computed and reported figures.", no_args_is_help=True)
@@ -71,35 +71,19 @@ def classify_command(
 ) -> None:
     """Classify a chip or system under 3A090 / 4A090 / .z / 3A090.c, with the paragraphs tested."""
     ctx = context(vintage, as_of)
-    notes: list[str] = []
-    if chip and rate:
-        raise TierlineError("--chip", "give either --chip or --rate, not both")
-    if chip:
-        match = find_chip(chip)
-        notes += [match.note] if match.note else []
-        spec = match.chip.spec(system=system, ic_count=ic_count, base_eccn=base_eccn)
-        if datacenter is not None:
-            spec = ItemSpec(**{**spec.__dict__, "datacenter": datacenter})
-        result = classify(spec, ctx) if spec.rates else classify_chip(match.chip, ctx)[0]
-    else:
-        if (hbm_bandwidth is None) != (hbm_area is None):
-            raise TierlineError(
-                "--hbm-area" if hbm_area is None else "--hbm-bandwidth", "give both --hbm-bandwidth and --hbm-area"
-            )
-        if not rate and hbm_bandwidth is None:
-            raise TierlineError(
-                "--rate", "give --chip NAME, at least one --rate PRECISION=VALUE, or --hbm-bandwidth and --hbm-area"
-            )
-        spec = ItemSpec(
-            rates=tuple(parse_rate(r, sparse) for r in rate),
-            dies=tuple(Die(a) for a in die_area) + tuple(Die(a, planar=True) for a in planar_die_area),
-            datacenter=True if datacenter is None else datacenter,
-            base_eccn=base_eccn,
-            system=system,
-            ic_count=ic_count,
-            hbm=StandaloneHBM(hbm_bandwidth, hbm_area) if hbm_bandwidth is not None and hbm_area is not None else None,
-        )
-        result = classify(spec, ctx)
+    result, notes = classify_item(
+        ctx,
+        chip=chip,
+        rates=[parse_rate(r, sparse) for r in rate],
+        die_areas=die_area,
+        planar_die_areas=planar_die_area,
+        datacenter=datacenter,
+        system=system,
+        ic_count=ic_count,
+        base_eccn=base_eccn,
+        hbm_bandwidth=hbm_bandwidth,
+        hbm_area=hbm_area,
+    )
     if as_json:
         emit_json({**result.as_dict(), **({"notes": notes} if notes else {})})
     else:
@@ -115,20 +99,7 @@ def chips_list(
 ) -> None:
     """Every catalogued chip with tierline's TPP, density and ECCN next to the reported ones."""
     ctx = context(vintage, as_of)
-    rows = []
-    for chip in catalog().values():
-        if vendor and chip.vendor.lower() != vendor.lower():
-            continue
-        if chip.rates:
-            result, flags = classify_chip(chip, ctx)
-            entry = {
-                **chip.as_dict(),
-                "computed": {k: v for k, v in result.as_dict().items() if k != "trace"},
-                "disagreements": flags,
-            }
-        else:
-            entry = {**chip.as_dict(), "computed": None, "disagreements": [], "note": "no published dense rates"}
-        rows.append(entry)
+    rows = chips_answer(ctx, vendor)["chips"]
     if as_json:
         emit_json({"chips": rows, **ctx.stamp()})
         return
@@ -164,15 +135,7 @@ def chips_show(
     chip = match.chip
     result, flags = classify_chip(chip, ctx) if chip.rates else (None, [])
     if as_json:
-        emit_json(
-            {
-                **chip.as_dict(),
-                "match_note": match.note,
-                "classification": result.as_dict() if result else None,
-                "disagreements": flags,
-                **ctx.stamp(),
-            }
-        )
+        emit_json(chip_answer(name, ctx))
         return
     info = [[k, v] for k, v in chip.as_dict().items() if k != "sources"]
     console.print(table(chip.name, ["field", "value"], info))

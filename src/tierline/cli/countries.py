@@ -2,51 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from tierline.answers import country_answer, tiers_answer
 from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
-from tierline.groups import GROUP_CITATION, country_groups, ear_destination
-from tierline.policy import Context
-from tierline.tiers import tier_members, tier_of
-
-
-def country_answer(query: str, ctx: Context) -> dict[str, Any]:
-    """A destination's groups and tier on the context's date, with the rules applied."""
-    dest = ear_destination(query, ctx.as_of)
-    groups = country_groups()
-    tier = tier_of(dest.country, ctx)
-    answer: dict[str, Any] = {
-        "iso2": dest.country.iso2,
-        "iso3": dest.country.iso3,
-        "name": dest.country.name,
-        "groups": groups.groups_of(dest.ear.iso2, ctx.as_of),
-        "groups_citation": GROUP_CITATION,
-        "tier": tier.tier,
-        "tier_reason": tier.reason,
-        "tier_citation": tier.citation,
-        "tiers_apply": ctx.vintage.has("tiers"),
-        "confidence": dest.country.confidence,
-        "notes": dest.country.notes,
-        "history": [c.as_dict() for c in groups.history(dest.ear.iso2)],
-        **ctx.stamp(),
-    }
-    if not ctx.vintage.has("tiers"):
-        answer["tier_note"] = (
-            f"vintage {ctx.vintage.name} has no tiers; the tier shown is the AI Diffusion "
-            "definition applied to this date"
-        )
-    if dest.ear is not dest.country:
-        answer["treated_as"] = dest.ear.iso2
-        answer["treated_as_note"] = dest.treated_as_note
-        answer["treated_as_reference"] = dest.treated_as_reference
-    if dest.country.territory_hint:
-        answer["territory_hint"] = (
-            f"not listed separately; 15 CFR 738.3(b) may place it with "
-            f"{dest.country.territory_hint} (not applied; confidence low)"
-        )
-    return answer
 
 
 def country_command(
@@ -90,19 +51,11 @@ def tiers_command(
 ) -> None:
     """Tier counts and members on a date (Hong Kong counted under Tier 3 as part of China)."""
     ctx = context(vintage, as_of)
-    members = tier_members(ctx)
-    wanted = [tier] if tier else [1, 2, 3]
+    answer = tiers_answer(ctx, tier)
     if as_json:
-        emit_json(
-            {
-                "counts": {str(t): len(members[t]) for t in wanted},
-                "members": {str(t): [{"iso2": c.iso2, "name": c.name} for c in members[t]] for t in wanted},
-                "tiers_apply": ctx.vintage.has("tiers"),
-                **ctx.stamp(),
-            }
-        )
+        emit_json(answer)
         return
-    for t in wanted:
-        names = ", ".join(f"{c.name} ({c.iso2})" for c in members[t])
-        console.print(f"[bold]Tier {t}[/bold] — {len(members[t])} destinations\n{names}\n")
+    for t, members in answer["members"].items():
+        names = ", ".join(f"{c['name']} ({c['iso2']})" for c in members)
+        console.print(f"[bold]Tier {t}[/bold] — {len(members)} destinations\n{names}\n")
     console.print(stamp_line(ctx.stamp()))

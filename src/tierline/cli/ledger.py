@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import typer
 from tierline.cli.output import JSON, console, emit_json, table
 from tierline.errors import TierlineError, parse_date
 from tierline.ledger import Ledger
+from tierline.ledger.export import write_entries_csv
 
 ledger_app = typer.Typer(
     help="The allocation ledger (SQLite at $TIERLINE_HOME/tierline.db, or $TIERLINE_DATABASE_URL).",
@@ -246,24 +246,8 @@ def verify(as_json: bool = JSON) -> None:
 @ledger_app.command("export")
 def export(out: Optional[Path] = typer.Option(None, "--out", help="CSV file (default: standard output).")) -> None:
     """Every ledger entry as CSV."""
-    rows = _ledger().entries()
-    columns = [
-        "id",
-        "account_id",
-        "op",
-        "amount_micro",
-        "effective_date",
-        "hold_id",
-        "reason",
-        "actor",
-        "idempotency_key",
-        "recorded_at",
-    ]
     handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
-    writer = csv.DictWriter(handle, fieldnames=columns + ["tpp"])
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({**{c: row[c] for c in columns}, "tpp": row["amount_micro"] / 1e6})
+    count = write_entries_csv(_ledger(), handle)
     if out:
         handle.close()
-        console.print(f"wrote {len(rows)} entries to {out}")
+        console.print(f"wrote {count} entries to {out}")

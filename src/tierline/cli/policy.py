@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from tierline.answers import parameter_answer, parameters_answer, vintages_answer
 from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
-from tierline.errors import TierlineError
-from tierline.policy.vintages import load_vintages
 
 policy_app = typer.Typer(help="Policy parameters and rule vintages.", invoke_without_command=True)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 @policy_app.callback()
@@ -36,27 +24,7 @@ def policy_list(
     if typer_ctx.invoked_subcommand:
         return
     ctx = context(vintage, as_of)
-    rows = []
-    for param in ctx.parameters:
-        if not param.applies_to(ctx.vintage.name) or (prefix and not param.path.startswith(prefix)):
-            continue
-        try:
-            start, value = param.entry_at(ctx.as_of)
-            in_force: Any = start.isoformat()
-        except TierlineError:
-            start, value, in_force = None, None, None
-        rows.append(
-            {
-                "parameter": param.path,
-                "value": _plain(value),
-                "in_force_from": in_force,
-                "unit": param.unit,
-                "description": param.description,
-                "reference": param.reference.as_dict(),
-                "confidence": param.confidence,
-                "file": param.file,
-            }
-        )
+    rows = parameters_answer(ctx, prefix)["parameters"]
     if as_json:
         emit_json({"parameters": rows, **ctx.stamp()})
         return
@@ -80,41 +48,17 @@ def policy_show(
     path: str = typer.Argument(..., help="Parameter path, e.g. lpp.annual_tpp_per_consignee."), as_json: bool = JSON
 ) -> None:
     """Every dated value of one parameter, with its reference."""
-    params = context("ai-diffusion", None).parameters
-    param = params.get(path)
-    data = {
-        "parameter": param.path,
-        "description": param.description,
-        "unit": param.unit,
-        "values": [{"from": d.isoformat(), "value": _plain(v)} for d, v in param.values],
-        "reference": param.reference.as_dict(),
-        "confidence": param.confidence,
-        "source_tag": param.source_tag,
-        "vintages": list(param.vintages) if param.vintages else "all",
-        "file": param.file,
-    }
+    data = parameter_answer(path)
     if as_json:
         emit_json(data)
         return
-    console.print(table(param.path, ["field", "value"], [[k, v] for k, v in data.items()]))
+    console.print(table(path, ["field", "value"], [[k, v] for k, v in data.items()]))
 
 
 @policy_app.command("vintages")
 def policy_vintages(as_json: bool = JSON) -> None:
     """The named rule vintages."""
-    data: list[dict[str, Any]] = [
-        {
-            "name": v.name,
-            "title": v.title,
-            "in_force_from": v.in_force_from.isoformat(),
-            "compliance_from": v.compliance_from.isoformat() if v.compliance_from else None,
-            "description": v.description,
-            "provisions": sorted(v.provisions),
-            "reference": v.reference.as_dict(),
-            "confidence": v.confidence,
-        }
-        for v in load_vintages().values()
-    ]
+    data = vintages_answer()["vintages"]
     if as_json:
         emit_json({"vintages": data})
         return

@@ -1,0 +1,155 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), a request size limit, and no
+stack trace ever sent to a client."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tierline.errors import TierlineError
+
+PROBLEM = "application/problem+json"
+log = logging.getLogger("tierline.api")
+TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Not allowed for this role",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    500: "Internal error",
+    503: "Not ready",
+}
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["type", "title", "status"],
+}
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [p for p in loc if p not in ("body",)] if loc and loc[0] == "body" else list(loc)
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    return text or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(TierlineError)
+    async def _tierline(request: Request, exc: TierlineError) -> JSONResponse:
+        return problem(
+            422, f"{exc.field}: {exc.reason}", [{"field": exc.field, "reason": exc.reason}], request.url.path
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": _path(tuple(e.get("loc", ()))),
+                "reason": str(e.get("msg", "invalid")).removeprefix("Value error, "),
+            }
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
+        return problem(422, detail, errors, request.url.path)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail) if exc.detail else None, None, request.url.path, headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        incident = uuid.uuid4().hex[:12]
+        log.error(
+            "incident %s on %s %s: %s", incident, request.method, request.url.path, type(exc).__name__, exc_info=exc
+        )
+        return problem(500, f"an internal error occurred (incident {incident})", None, request.url.path)
+
+
+class BodyLimit:
+    """Refuse request bodies above a limit (413), by Content-Length or by counting a streamed body.
+    `upload_paths` get the larger upload limit."""
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, upload_paths: tuple[str, ...]) -> None:
+        self.app, self.limit, self.upload_limit, self.upload_paths = app, limit, upload_limit, upload_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        limit = self.upload_limit if path.startswith(self.upload_paths) else self.limit
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(scope, send, limit)
+            return
+        seen = 0
+        too_big = False
+
+        async def counted() -> Message:
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    too_big = True
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _reject(scope, send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _reject(scope: Scope, send: Send, limit: int) -> None:
+    response = problem(413, f"the request body is larger than {limit:,} bytes", None, scope.get("path"))
+    await response(scope, _drain, send)
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}
