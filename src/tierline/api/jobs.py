@@ -13,7 +13,7 @@ from typing import Any
 
 from tierline.ledger import Draw, Ledger
 from tierline.screen.engine import Snapshot
-from tierline.screen.run import Result, batch_key, first_date, ledger_snapshot, screen_file
+from tierline.screen.run import Result, batch_key, batch_note, first_date, ledger_snapshot, screen_file
 
 STATES = ("queued", "running", "done", "refused", "failed")
 
@@ -115,7 +115,7 @@ class Jobs:
                     draws,
                     idempotency_key=key,
                     actor=actor,
-                    note=f"screening {job.id} ({job.result.screened} lines)",
+                    note=batch_note(job.orders, job.vintage, job.result.screened) + f" screening {job.id}",
                     headquarters=job.result.headquarters,
                 )
                 if draws

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from tierline.policy import Context
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # account names like lpp:ok:2025 must print as they are
+err_console = Console(stderr=True, emoji=False)
 
 AS_OF = typer.Option(None, "--as-of", help="Date the answer is computed for (YYYY-MM-DD; default: today).")
 VINTAGE = typer.Option("ai-diffusion", "--vintage", help="Rule vintage: ear-2023, ai-diffusion, enforcement-posture.")

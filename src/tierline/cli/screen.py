@@ -48,7 +48,14 @@ def screen_command(
     """Screen every line of an order book; allowances accumulate line by line in file order."""
     from tierline.ledger import Draw, Ledger
     from tierline.screen.engine import Snapshot
-    from tierline.screen.run import applied_response, batch_key, first_date, ledger_snapshot, screen_file
+    from tierline.screen.run import (
+        applied_response,
+        batch_key,
+        batch_note,
+        first_date,
+        ledger_snapshot,
+        screen_file,
+    )
 
     out = out or _default_out(orders)
     if out.resolve() == orders.resolve():
@@ -56,7 +63,7 @@ def screen_command(
     ledger = Ledger()
     batch = key or (batch_key(orders, vintage) if apply else None)
     if apply and batch is not None:
-        done = applied_response(ledger, batch)
+        done = applied_response(ledger, batch, orders, vintage)
         if done is not None:
             note = f"batch {batch} was already applied; nothing recorded again"
             emit_json({"applied": done, "note": note}) if as_json else console.print(f"[yellow]{note}[/yellow]")
@@ -84,7 +91,7 @@ def screen_command(
                 draws,
                 idempotency_key=batch or "",
                 actor=actor,
-                note=f"screen {orders.name} ({result.screened} lines)",
+                note=batch_note(orders, vintage, result.screened),
                 headquarters=result.headquarters,
             )
     payload: dict[str, Any] = {**result.summary, "out": str(result.out), "applied": applied, "batch_key": batch}

@@ -92,6 +92,9 @@ class LineItem(_Model):
         return self
 
 
+IDENTIFIER_REASON = "':' is not allowed in an identifier (it separates the parts of account names)"
+
+
 class Party(_Model):
     """A party to the transaction (ultimate consignee or end user)."""
 
@@ -104,6 +107,13 @@ class Party(_Model):
     veu: VEU | None = None
     veu_destinations: list[str] = []
     lpp_operating_entity: str | None = None
+
+    @field_validator("id", "lpp_operating_entity")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and ":" in value:
+            raise ValueError(IDENTIFIER_REASON)
+        return value
 
     @property
     def key(self) -> str:

@@ -21,7 +21,7 @@ LIST_SEPARATOR = ";"
 class Column:
     name: str
     required: bool
-    kind: str  # text, date, int, bool, list
+    kind: str  # text, id, date, int, bool, list
     doc: str
     choices: tuple[str, ...] = ()
 
@@ -36,14 +36,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("chip", True, "text", "catalogue chip (tierline chips list)"),
     Column("quantity", True, "int", f"units, a whole number from 1 to {MAX_QUANTITY:,}"),
     Column("destination", True, "text", "destination country (ISO code or name)"),
-    Column("consignee_id", True, "text", "ultimate consignee identifier: the LPP and VEU accounts are keyed by it"),
+    Column("consignee_id", True, "id", "ultimate consignee identifier: the LPP and VEU accounts are keyed by it"),
     Column("consignee_name", False, "text", "ultimate consignee name (default: the identifier)"),
     Column("consignee_headquarters", False, "text", "country of the consignee's headquarters (default: destination)"),
     Column("consignee_parent_headquarters", False, "text", "country of the ultimate parent's headquarters"),
     Column("consignee_kind", False, "text", "commercial (default), government, university, other", _choices(PartyKind)),
     Column("consignee_veu", False, "text", "UVEU or NVEU when the consignee holds that authorization", _choices(VEU)),
     Column("consignee_veu_destinations", False, "list", "NVEU destinations, separated by ';'"),
-    Column("lpp_operating_entity", False, "text", "entity whose LPP limit counts (Tier-1-headquartered consignees)"),
+    Column("lpp_operating_entity", False, "id", "entity whose LPP limit counts (Tier-1-headquartered consignees)"),
     Column("end_user_name", False, "text", "end user, when not the consignee"),
     Column("end_user_country", False, "text", "end user's country (gives the line an end user)"),
     Column("end_user_headquarters", False, "text", "end user's headquarters country"),

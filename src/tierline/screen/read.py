@@ -3,12 +3,14 @@ columns into typed values with a report of every value that is not what its colu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from tierline.determination.model import IDENTIFIER_REASON
 from tierline.errors import TierlineError
 from tierline.screen.orders import BY_NAME, COLUMNS, LIST_SEPARATOR, MAX_QUANTITY, REQUIRED
 
@@ -38,6 +40,8 @@ def scan(path: Path) -> pl.LazyFrame:
             names = _jsonl_columns(path)
             frame = pl.scan_ndjson(path, schema={n: pl.String for n in names})
         names = frame.collect_schema().names()
+    except TierlineError:
+        raise
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TierlineError("orders", f"{path.name} is not a readable {fmt} file: {_first_line(exc)}") from None
     missing = [c for c in REQUIRED if c not in names]
@@ -57,24 +61,26 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _jsonl_columns(path: Path) -> list[str]:
-    """The keys used in the first lines of a JSON Lines file, in order of appearance."""
-    import json
+    """Every key used anywhere in a JSON Lines file (Polars reads the whole file to infer them); a line
+    that is not a JSON object is named."""
+    try:
+        return pl.scan_ndjson(path, infer_schema_length=None).collect_schema().names()
+    except pl.exceptions.PolarsError:
+        raise TierlineError("orders", f"{path.name} {_bad_json_line(path)}") from None
 
-    names: dict[str, None] = {}
-    with path.open(encoding="utf-8") as handle:
+
+def _bad_json_line(path: Path) -> str:
+    with path.open(encoding="utf-8", errors="replace") as handle:
         for number, text in enumerate(handle, start=1):
-            if number > 1000:
-                break
             if not text.strip():
                 continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise TierlineError("orders", f"{path.name} line {number} is not JSON: {exc.msg}") from None
+                return f"line {number} is not JSON: {exc.msg}"
             if not isinstance(obj, dict):
-                raise TierlineError("orders", f"{path.name} line {number} is not a JSON object")
-            names.update(dict.fromkeys(obj))
-    return list(names)
+                return f"line {number} is not a JSON object"
+    return "is not readable JSON Lines"
 
 
 def batches(path: Path, chunk_size: int) -> Iterator[pl.DataFrame]:
@@ -86,7 +92,8 @@ def batches(path: Path, chunk_size: int) -> Iterator[pl.DataFrame]:
             yield batch.with_row_index("line", offset=start).with_columns(pl.col("line").cast(pl.Int64))
             start += len(batch)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise TierlineError("orders", f"{path.name}: reading stopped near line {start}: {_first_line(exc)}") from None
+        where = _bad_json_line(path) if file_format(path, "orders") == "jsonl" else f"reading stopped near line {start}"
+        raise TierlineError("orders", f"{path.name}: {where}: {_first_line(exc)}") from None
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -169,4 +176,6 @@ def _typed(kind: str, name: str, dtype: Any, raw: pl.Expr) -> tuple[pl.Expr, pl.
         lower = raw.str.to_lowercase()
         value = pl.when(lower.is_in(TRUE)).then(True).when(lower.is_in(FALSE)).then(False).otherwise(None)
         return value, value.is_null(), "not true or false"
+    if kind == "id":
+        return raw, raw.str.contains(":", literal=True), IDENTIFIER_REASON
     return raw, pl.lit(False), ""

@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from tierline.allowances import AllowanceState
+from tierline.errors import TierlineError
 from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
 
@@ -188,13 +189,23 @@ def summary(screener: Screener, result: Result) -> dict[str, Any]:
     }
 
 
-def batch_key(orders: Path, vintage: str) -> str:
-    """The default idempotency key of an applied screening: the file's content and the vintage."""
+def content_digest(orders: Path) -> str:
+    """SHA-256 of the order book's bytes."""
     digest = hashlib.sha256()
     with orders.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"screen:{vintage}:{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+def batch_key(orders: Path, vintage: str) -> str:
+    """The default idempotency key of an applied screening: the file's content and the vintage."""
+    return f"screen:{vintage}:{content_digest(orders)}"
+
+
+def batch_note(orders: Path, vintage: str, lines: int) -> str:
+    """What an applied batch records as the reason of its entries: which file, by content."""
+    return f"screen {orders.name} sha256:{content_digest(orders)} vintage:{vintage} ({lines} lines)"
 
 
 def ledger_snapshot(ledger: Any, on: dt.date) -> Snapshot:
@@ -222,14 +233,21 @@ def _as_date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
-def applied_response(ledger: Any, key: str) -> dict[str, Any] | None:
-    """The stored response of a write already made with idempotency key `key`, if any."""
+def applied_response(ledger: Any, key: str, orders: Path, vintage: str) -> dict[str, Any] | None:
+    """The stored response if this batch was already applied under `key`; None if `key` is unused; an
+    error if `key` was used for anything else (another file, vintage or operation)."""
     import json
 
     from sqlalchemy import select
 
-    from tierline.ledger.schema import IDEMPOTENCY
+    from tierline.ledger.schema import ENTRIES, IDEMPOTENCY
 
     with ledger.engine.connect() as conn:
         found = conn.execute(select(IDEMPOTENCY.c.response).where(IDEMPOTENCY.c.key == key)).scalar()
-    return None if found is None else {**json.loads(found), "replayed": True}
+        if found is None:
+            return None
+        reasons = set(conn.execute(select(ENTRIES.c.reason).where(ENTRIES.c.idempotency_key == key)).scalars())
+    wanted = f"sha256:{content_digest(orders)} vintage:{vintage} "
+    if not any(r and wanted in r for r in reasons):
+        raise TierlineError("--key", f"{key!r} was already used for a different request; choose another key")
+    return {**json.loads(found), "replayed": True}

@@ -55,18 +55,27 @@ def consignees(n: int, rng: np.random.Generator) -> pl.DataFrame:
     destinations = TIER1 + TIER2 + TIER3
     weights = np.array([3.0] * len(TIER1) + [2.0] * len(TIER2) + [0.6] * len(TIER3))
     country = _pick(rng, destinations, n, weights / weights.sum())
+    country[: len(destinations)] = destinations  # every destination has a consignee
     roll = rng.random(n)
     tier1_hq = _pick(rng, ["US"] * 6 + TIER1, n)
     headquarters = np.where(roll < 0.70, country, np.where(roll < 0.92, tier1_hq, "CN"))
     parent = np.where(rng.random(n) < 0.85, headquarters, _pick(rng, ["US", "JP", "DE", "CN", "SG", "AE"], n))
+    uveu = np.arange(len(destinations), len(destinations) + 3)  # three US hyperscalers abroad
+    headquarters[uveu], parent[uveu] = "US", "US"
     kind = _pick(rng, ["commercial", "government", "university"], n, np.array([0.9, 0.05, 0.05]))
     in_tier1 = np.isin(headquarters, ["US", *TIER1]) & np.isin(parent, ["US", *TIER1])
     veu_roll = rng.random(n)
     veu = np.where(in_tier1 & (veu_roll < 0.08), "UVEU", np.where(veu_roll > 0.96, "NVEU", _none(n)))
-    end_use = _pick(rng, END_USES, n, END_USE_WEIGHTS)
+    veu[uveu] = "UVEU"
+    veu[uveu + 3] = "NVEU"
+    end_use_usual = _pick(rng, END_USES, n, END_USE_WEIGHTS)
+    end_use_usual[uveu] = "data_center"
+    end_use = end_use_usual
     certified = rng.random(n)
     certifications = np.where(
-        certified < 0.55, "aia_certification;approved_designer", np.where(certified < 0.7, "aia_certification", _none(n))
+        certified < 0.55,
+        "aia_certification;approved_designer",
+        np.where(certified < 0.7, "aia_certification", _none(n)),
     )
     operator = np.where(in_tier1 & (rng.random(n) < 0.1), np.array([f"OPS-{i:05d}" for i in range(n)]), _none(n))
     return pl.DataFrame(
@@ -91,20 +100,27 @@ def _lines(
 ) -> pl.DataFrame:
     popularity = np.random.default_rng(len(parties)).zipf(1.6, size=len(parties)).astype(float)
     who = rng.choice(len(parties), size=rows, p=popularity / popularity.sum())
+    if first == 0:  # the first lines visit every destination and the VEU holders once
+        covered = min(rows, len(TIER1 + TIER2 + TIER3) + 6)
+        who[:covered] = rng.permutation(covered)
     chips, chip_weights = _chips()
     day = np.sort(rng.integers(days[0], days[1] + 1, size=rows))
     other_use = rng.random(rows) < 0.1  # one line in ten is for another purpose than the customer's usual one
     number = np.arange(first, first + rows)
-    lines = parties[who].with_columns(
-        pl.Series("line_id", [f"SO-{i // 4 + 1:08d}-{i % 4 + 1}" for i in number.tolist()], dtype=pl.String),
-        (pl.Series("date", day, dtype=pl.Int32).cast(pl.Date) + pl.lit(START - dt.date(1970, 1, 1))).alias("date"),
-        pl.Series("chip", _pick(rng, chips, rows, chip_weights).tolist(), dtype=pl.String),
-        pl.Series("quantity", rng.choice(QUANTITIES, size=rows, p=QUANTITY_WEIGHTS / QUANTITY_WEIGHTS.sum())),
-    ).with_columns(
-        pl.when(pl.Series(other_use))
-        .then(pl.Series(_pick(rng, END_USES, rows, END_USE_WEIGHTS).tolist(), dtype=pl.String))
-        .otherwise(pl.col("end_use"))
-        .alias("end_use")
+    lines = (
+        parties[who]
+        .with_columns(
+            pl.Series("line_id", [f"SO-{i // 4 + 1:08d}-{i % 4 + 1}" for i in number.tolist()], dtype=pl.String),
+            (pl.Series("date", day, dtype=pl.Int32).cast(pl.Date) + pl.lit(START - dt.date(1970, 1, 1))).alias("date"),
+            pl.Series("chip", _pick(rng, chips, rows, chip_weights).tolist(), dtype=pl.String),
+            pl.Series("quantity", rng.choice(QUANTITIES, size=rows, p=QUANTITY_WEIGHTS / QUANTITY_WEIGHTS.sum())),
+        )
+        .with_columns(
+            pl.when(pl.Series(other_use))
+            .then(pl.Series(_pick(rng, END_USES, rows, END_USE_WEIGHTS).tolist(), dtype=pl.String))
+            .otherwise(pl.col("end_use"))
+            .alias("end_use")
+        )
     )
     return lines.select(COLUMN_ORDER)
 
@@ -133,7 +149,7 @@ def order_book(rows: int, seed: int = 2025, chunk: int = 1_000_000) -> Iterator[
     if rows < 1:
         raise TierlineError("rows", "generate at least one line")
     rng = np.random.default_rng(seed)
-    parties = consignees(int(min(max(60, rows // 400), 25_000)), rng)
+    parties = consignees(int(min(max(200, rows // 400), 25_000)), rng)
     span = (END - START).days
     parts = -(-rows // chunk)
     for j in range(parts):
