@@ -35,8 +35,11 @@ from tierline.answers import (
 from tierline.api import keys as api_keys
 from tierline.api.jobs import Jobs
 from tierline.api.problems import PROBLEM, PROBLEM_SCHEMA, TITLES, BodyLimit, install, problem
+from tierline.charts import DesignPoint, tpp_density_svg
+from tierline.design import build_design, design_answer
 from tierline.determination import Transaction, determine
 from tierline.errors import TierlineError
+from tierline.inference import build_model, inference_answer
 from tierline.ledger import Ledger, LedgerAllowances
 from tierline.ledger.applying import apply_determination
 from tierline.ledger.db import current_revision
@@ -62,6 +65,39 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"description": TITLES.get(c, "Error"), "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}} for c in codes}
 
 
+def _example(example: Any, media: str = "application/json") -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": "Successful Response", "content": {media: {"example": example}}}}
+
+
+VINTAGES_EXAMPLE = {
+    "vintages": [
+        {
+            "name": "ai-diffusion",
+            "title": "Framework for Artificial Intelligence Diffusion (interim final rule)",
+            "in_force_from": "2025-01-13",
+            "compliance_from": "2025-05-15",
+            "provisions": ["aia", "country_allocations", "lpp", "tiers"],
+            "confidence": "primary",
+        }
+    ]
+}
+EXPORT_EXAMPLE = (
+    "id,account_id,op,amount_micro,effective_date,hold_id,reason,actor,idempotency_key,recorded_at,tpp\n"
+    "1,allocation:BR,direct,31662400000000,2025-06-01,,check BR,key:9f3c2a1b,check:5e1d...,2025-06-01 10:00:00,31662400.0\n"
+)
+KEYS_EXAMPLE = {
+    "keys": [
+        {
+            "id": "9f3c2a1b",
+            "role": "officer",
+            "label": "ERP order hook",
+            "created_at": "2026-11-24T21:00:00+00:00",
+            "created_by": "cli",
+            "revoked": False,
+        }
+    ]
+}
+METRICS_EXAMPLE = 'tierline_http_requests_total{method="GET",route="/v1/tiers",status="200"} 3.0\n'
 READ_ERRORS = _problems(401, 403, 422)
 WRITE_ERRORS = _problems(401, 403, 409, 413, 422)
 
@@ -89,6 +125,39 @@ class ClassifyRequest(_Body):
     vintage: str = Field("ai-diffusion", max_length=40, examples=["ai-diffusion"])
 
 
+class DesignRequest(_Body):
+    """A chip design for threshold headroom: dense rates or MAC units, dies, memory, interconnect."""
+
+    rates: list[str] = Field([], max_length=16, examples=[["fp8=598.75"]])
+    macs: list[str] = Field([], max_length=16, examples=[["540672@1.83:8"]])
+    die_areas_mm2: list[Annotated[float, Field(gt=0, le=100_000)]] = Field([], max_length=64, examples=[[798.5]])
+    planar_die_areas_mm2: list[Annotated[float, Field(gt=0, le=100_000)]] = Field([], max_length=64)
+    memory_bandwidth_gbs: float | None = Field(None, gt=0, le=1e9, examples=[4000])
+    stack_area_mm2: float | None = Field(None, gt=0, le=1e6, examples=[1000])
+    interconnect_gbs: float | None = Field(None, gt=0, le=1e9, examples=[900])
+    datacenter: bool = True
+    line: str = Field("a1", pattern="^(a1|a2|b1|b2|note2|c|china-tpp|china-bw)$", examples=["a1"])
+    name: str | None = Field(None, max_length=200, examples=["next-gen accelerator"])
+    as_of: dt.date | None = Field(None, examples=[DATE_EXAMPLE])
+    vintage: str = Field("ai-diffusion", max_length=40, examples=["ai-diffusion"])
+
+
+class InferenceRequest(_Body):
+    """A model and the catalogue chips to bound its prefill and decode throughput on."""
+
+    chips: list[Annotated[str, Field(max_length=200)]] = Field([], max_length=64, examples=[["H100 SXM5", "H20"]])
+    compare: bool = False
+    parameters: float = Field(..., gt=0, le=1e15, examples=[70e9])
+    active_parameters: float | None = Field(None, gt=0, le=1e15, examples=[70e9])
+    bytes_per_weight: float = Field(..., gt=0, le=8, examples=[1])
+    kv_bytes_per_token: float = Field(0, ge=0, le=1e10, examples=[327680])
+    context: int = Field(4096, ge=1, le=100_000_000, examples=[4096])
+    batch: int = Field(1, ge=1, le=1_000_000, examples=[1])
+    precision: str | None = Field(None, max_length=20, examples=["fp8"])
+    as_of: dt.date | None = Field(None, examples=[DATE_EXAMPLE])
+    vintage: str = Field("ai-diffusion", max_length=40, examples=["ai-diffusion"])
+
+
 class ReserveRequest(_Body):
     account: str = Field(..., max_length=200, examples=["allocation:BR"])
     tpp: float = Field(..., gt=0, le=1e12, examples=[15832000])
@@ -109,6 +178,13 @@ class KeyRequest(_Body):
     label: str = Field("", max_length=200, examples=["ERP order hook"])
 
 
+CLASSIFY_FIELDS = {
+    "--chip": "chip",
+    "--rate": "rates",
+    "--hbm-area": "hbm_area_mm2",
+    "--hbm-bandwidth": "hbm_bandwidth_gbs",
+    "ic_count": "ic_count",
+}
 IdempotencyKey = Annotated[
     str,
     Header(
@@ -245,7 +321,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         except TierlineError as exc:  # an unknown chip is a 404
             raise _not_found(exc) from None
 
-    @v1.get("/policy/vintages", tags=["policy"], responses=READ_ERRORS)
+    @v1.get("/policy/vintages", tags=["policy"], responses=READ_ERRORS | _example(VINTAGES_EXAMPLE))
     def vintages(who: api_keys.Caller = viewer) -> dict[str, Any]:
         """The named rule vintages and the provisions each applies."""
         return vintages_answer()
@@ -288,7 +364,15 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     ) -> dict[str, Any]:
         """3A090 / 4A090 / .z / 3A090.c classification with every paragraph tested."""
         ctx = _ctx(body.vintage, body.as_of)
-        result, notes = classify_item(
+        try:
+            result, notes = _classify(ctx, body)
+        except TierlineError as exc:  # the shared builder names CLI options: name the body fields
+            field = CLASSIFY_FIELDS.get(exc.field, "rates" if exc.field.startswith("rate") else exc.field)
+            raise TierlineError(field, exc.reason) from None
+        return {**result.as_dict(), **({"notes": notes} if notes else {})}
+
+    def _classify(ctx: Context, body: ClassifyRequest) -> Any:
+        return classify_item(
             ctx,
             chip=body.chip,
             rates=[parse_rate(r, body.sparse) for r in body.rates],
@@ -301,7 +385,118 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
             hbm_bandwidth=body.hbm_bandwidth_gbs,
             hbm_area=body.hbm_area_mm2,
         )
-        return {**result.as_dict(), **({"notes": notes} if notes else {})}
+
+    def _body_field(field: str) -> str:
+        """The request-body path of a field the design and inference builders name (die_area[0] ->
+        die_areas_mm2[0], memory_bandwidth -> memory_bandwidth_gbs, mac[1] -> macs[1], rate.fp8 -> rates)."""
+        name, bracket, rest = field.partition("[")
+        renamed = {
+            "die_area": "die_areas_mm2",
+            "planar_die_area": "planar_die_areas_mm2",
+            "memory_bandwidth": "memory_bandwidth_gbs",
+            "stack_area": "stack_area_mm2",
+            "interconnect": "interconnect_gbs",
+            "mac": "macs",
+            "chip": "chips",
+        }.get(name, "rates" if name == "rate" or name.startswith("rate.") else name)
+        return f"{renamed}{bracket}{rest}"
+
+    @v1.post("/design", tags=["analysis"], responses=READ_ERRORS)
+    def design_route(
+        body: Annotated[
+            DesignRequest,
+            Body(
+                openapi_examples={
+                    "just below 3A090.a.1": {"value": {"rates": ["fp8=598.75"], "die_areas_mm2": [798.5]}},
+                    "MAC units and HBM": {
+                        "value": {
+                            "macs": ["540672@1.83:8"],
+                            "die_areas_mm2": [814],
+                            "memory_bandwidth_gbs": 3350,
+                            "stack_area_mm2": 550,
+                            "line": "china-tpp",
+                        }
+                    },
+                }
+            ),
+        ],
+        who: api_keys.Caller = viewer,
+    ) -> dict[str, Any]:
+        """Threshold headroom of a design: classification per vintage, distance to every line, the largest
+        rate below a line and the smallest change that flips the classification."""
+        ctx = _ctx(body.vintage, body.as_of)
+        try:
+            design = build_design(
+                ctx,
+                rates=[parse_rate(r) for r in body.rates],
+                macs=body.macs,
+                die_areas=body.die_areas_mm2,
+                planar_die_areas=body.planar_die_areas_mm2,
+                memory_bandwidth_gbs=body.memory_bandwidth_gbs,
+                stack_area_mm2=body.stack_area_mm2,
+                interconnect_gbs=body.interconnect_gbs,
+                datacenter=body.datacenter,
+                name=body.name,
+            )
+            return design_answer(design, ctx, body.line)
+        except TierlineError as exc:
+            raise TierlineError(_body_field(exc.field), exc.reason) from None
+
+    @v1.post("/inference", tags=["analysis"], responses=READ_ERRORS)
+    def inference_route(
+        body: Annotated[
+            InferenceRequest,
+            Body(
+                openapi_examples={
+                    "H20 vs H100, 70B FP8": {
+                        "value": {
+                            "chips": ["H100 SXM5", "H20"],
+                            "parameters": 70e9,
+                            "bytes_per_weight": 1,
+                            "kv_bytes_per_token": 327680,
+                            "context": 4096,
+                            "batch": 1,
+                        }
+                    },
+                    "every catalogue chip": {"value": {"compare": True, "parameters": 8e9, "bytes_per_weight": 2}},
+                }
+            ),
+        ],
+        who: api_keys.Caller = viewer,
+    ) -> dict[str, Any]:
+        """Roofline upper bounds on prefill and decode tokens/s of a model on catalogue chips, with the
+        binding resource, per unit of TPP and per H100-equivalent."""
+        ctx = _ctx(body.vintage, body.as_of)
+        try:
+            model = build_model(
+                parameters=body.parameters,
+                active_parameters=body.active_parameters,
+                bytes_per_weight=body.bytes_per_weight,
+                kv_bytes_per_token=body.kv_bytes_per_token,
+                context=body.context,
+                batch=body.batch,
+            )
+            return inference_answer(ctx, model, chips=body.chips, compare=body.compare, precision=body.precision)
+        except TierlineError as exc:
+            raise TierlineError(_body_field(exc.field), exc.reason) from None
+
+    @v1.get(
+        "/charts/tpp-density.svg",
+        tags=["analysis"],
+        responses=READ_ERRORS | {200: {"content": {"image/svg+xml": {}}}},
+    )
+    def tpp_density_chart(
+        as_of: AsOf = None,
+        vintage: Vintage = "ai-diffusion",
+        tpp: Annotated[float | None, Query(ge=1e-3, le=1e9, description="Design point TPP.", examples=[4790])] = None,
+        pd: Annotated[float | None, Query(ge=1e-6, le=1e6, description="Design point density.", examples=[6.0])] = None,
+        label: Annotated[str, Query(max_length=60, examples=["design"])] = "design",
+        who: api_keys.Caller = viewer,
+    ) -> Response:
+        """The TPP x performance-density plane with the 3A090 regions, the catalogue chips and an
+        optional design point, as SVG."""
+        point = DesignPoint(tpp, pd, label) if tpp is not None else None
+        return Response(tpp_density_svg(_ctx(vintage, as_of), highlight=point), media_type="image/svg+xml")
 
     @v1.post("/determinations", tags=["determinations"], responses=READ_ERRORS)
     def determine_route(
@@ -403,12 +598,14 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         """Every audited event on an account, oldest first, with its hash."""
         return {"account": account, "events": ledger.history(account)}
 
-    @v1.get("/ledger/verify", tags=["ledger"], responses=READ_ERRORS)
+    @v1.get(
+        "/ledger/verify", tags=["ledger"], responses=READ_ERRORS | _example({"ok": True, "rows": 1623, "problems": []})
+    )
     def verify(who: api_keys.Caller = viewer) -> dict[str, Any]:
         """Verify the hash-chained audit trail and reconcile balances: problems are listed."""
         return ledger.verify()
 
-    @v1.get("/ledger/export", tags=["ledger"], responses=READ_ERRORS | {200: {"content": {"text/csv": {}}}})
+    @v1.get("/ledger/export", tags=["ledger"], responses=READ_ERRORS | _example(EXPORT_EXAMPLE, "text/csv"))
     def export(who: api_keys.Caller = viewer) -> PlainTextResponse:
         """Every ledger entry as CSV."""
         buffer = io.StringIO()
@@ -453,7 +650,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         )
 
     # ---- keys ------------------------------------------------------------------------------------
-    @v1.get("/keys", tags=["keys"], responses=READ_ERRORS)
+    @v1.get("/keys", tags=["keys"], responses=READ_ERRORS | _example(KEYS_EXAMPLE))
     def list_keys(who: api_keys.Caller = admin) -> dict[str, Any]:
         """API keys (never their secrets)."""
         return {"keys": api_keys.list_keys(engine)}
@@ -476,12 +673,12 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     app.include_router(v1)
 
     # ---- health, metrics, docs -------------------------------------------------------------------
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses=_example({"status": "ok"}))
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses=_problems(503))
+    @app.get("/readyz", tags=["health"], responses=_problems(503) | _example({"status": "ready", "schema": "0002"}))
     def readyz() -> Any:
         """The database is reachable and its schema is current."""
         try:
@@ -492,7 +689,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
             return problem(503, f"the database schema is at {database}, the code needs {code}")
         return {"status": "ready", "schema": database}
 
-    @app.get("/metrics", tags=["health"], responses={200: {"content": {"text/plain": {}}}})
+    @app.get("/metrics", tags=["health"], responses=_example(METRICS_EXAMPLE, "text/plain"))
     def metrics() -> Response:
         """Prometheus metrics: requests by route and status, latency."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -107,8 +107,10 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies above a limit (413), by Content-Length or by counting a streamed body.
-    `upload_paths` get the larger upload limit."""
+    """Refuse request bodies above a limit (413), by Content-Length or by counting a streamed body,
+    and text containing NUL characters (422: no database stores them). JSON bodies are read whole
+    (they are small) and checked before the application sees them; uploads on `upload_paths` get the
+    larger limit and are counted as they stream."""
 
     def __init__(self, app: ASGIApp, limit: int, upload_limit: int, upload_paths: tuple[str, ...]) -> None:
         self.app, self.limit, self.upload_limit, self.upload_paths = app, limit, upload_limit, upload_paths
@@ -118,36 +120,76 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        limit = self.upload_limit if path.startswith(self.upload_paths) else self.limit
+        if "\x00" in path or b"%00" in scope.get("query_string", b"") or b"%00" in scope.get("raw_path", b""):
+            await _respond(scope, send, problem(422, "NUL characters are not allowed", None, path))
+            return
+        upload = path.startswith(self.upload_paths)
+        limit = self.upload_limit if upload else self.limit
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reject(scope, send, limit)
+            await _respond(scope, send, _too_large(limit, path))
             return
-        seen = 0
-        too_big = False
+        if upload:
+            await self._stream(scope, receive, send, limit)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await _respond(scope, send, _too_large(limit, path))
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"\x00" in body or b"\\u0000" in body.lower():
+            await _respond(scope, send, problem(422, "NUL characters are not allowed", None, path))
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        seen, too_big, answered = 0, False, False
 
         async def counted() -> Message:
             nonlocal seen, too_big
+            if too_big:
+                return {"type": "http.request", "body": b"", "more_body": False}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     too_big = True
-                    raise _TooLarge()
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _reject(scope, send, limit)
+        async def guarded(message: Message) -> None:
+            nonlocal answered
+            if not too_big:
+                await send(message)
+            elif not answered:  # whatever the application made of a cut body, the answer is 413
+                answered = True
+                await _respond(scope, send, _too_large(limit, scope.get("path", "")))
+
+        await self.app(scope, counted, guarded)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int, path: str) -> JSONResponse:
+    return problem(413, f"the request body is larger than {limit:,} bytes", None, path)
 
 
-async def _reject(scope: Scope, send: Send, limit: int) -> None:
-    response = problem(413, f"the request body is larger than {limit:,} bytes", None, scope.get("path"))
+async def _respond(scope: Scope, send: Send, response: JSONResponse) -> None:
     await response(scope, _drain, send)
 
 

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, countries, ledger, policy, screen, serve
+from tierline.cli import check, classify, countries, design, ledger, policy, screen, serve
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.command("classify")(classify.classify_command)
 app.add_typer(classify.chips_app, name="chips")
+app.command("design")(design.design_command)
+app.command("inference")(design.inference_command)
 app.command("country")(countries.country_command)
 app.command("tiers")(countries.tiers_command)
 app.add_typer(policy.policy_app, name="policy")
