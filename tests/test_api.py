@@ -362,7 +362,7 @@ def test_ledger_writes_are_audited_with_the_calling_key(server: Server, keys: di
         other = client.post(
             "/v1/ledger/reserve", json={**body, "tpp": tpp + 1}, headers={"Idempotency-Key": f"{consignee}-r"}
         )
-        assert fields_of(other) == ["idempotency_key"]
+        assert fields_of(other, 409) == ["idempotency_key"]  # a key reused for another request: a conflict
 
         commit_url = f"/v1/ledger/holds/{hold['hold_id']}/commit"
         committed = client.post(commit_url, headers={"Idempotency-Key": f"{consignee}-c"})

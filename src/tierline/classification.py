@@ -114,10 +114,25 @@ class Classification:
         }
 
 
+MAX_RATE_TOPS = 1e9  # a million times today's fastest parts: beyond it the unit is wrong, not the chip
+MIN_AREA_MM2 = 1e-3
+MAX_HBM_GBS = 1e9
+
+
 def _validate(spec: ItemSpec) -> None:
+    for rate in spec.rates:
+        if not 0 <= rate.value <= MAX_RATE_TOPS:
+            raise TierlineError(
+                f"rate.{rate.precision}",
+                f"{rate.value:g} is not a rate from 0 to {MAX_RATE_TOPS:,.0f} TOPS (check the unit)",
+            )
     for i, die in enumerate(spec.dies):
         if not die.area_mm2 > 0:
             raise TierlineError(f"die_area[{i}]", f"{die.area_mm2:g} mm2 is not a positive area")
+        if die.area_mm2 < MIN_AREA_MM2:
+            raise TierlineError(
+                f"die_area[{i}]", f"{die.area_mm2:g} mm2 is smaller than any die ({MIN_AREA_MM2:g} mm2)"
+            )
     if spec.ic_count < 1:
         raise TierlineError("ic_count", f"{spec.ic_count} is not a positive count")
     if spec.hbm is not None:
@@ -125,6 +140,11 @@ def _validate(spec: ItemSpec) -> None:
             raise TierlineError("hbm_bandwidth", f"{spec.hbm.bandwidth_gbs:g} GB/s is not a positive bandwidth")
         if not spec.hbm.area_mm2 > 0:
             raise TierlineError("hbm_area", f"{spec.hbm.area_mm2:g} mm2 is not a positive area")
+        if spec.hbm.area_mm2 < MIN_AREA_MM2 or spec.hbm.bandwidth_gbs > MAX_HBM_GBS:
+            raise TierlineError(
+                "hbm_area" if spec.hbm.area_mm2 < MIN_AREA_MM2 else "hbm_bandwidth",
+                f"{spec.hbm.bandwidth_gbs:g} GB/s over {spec.hbm.area_mm2:g} mm2 is outside any memory part (check the units)",
+            )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import tempfile
 import time
@@ -34,7 +35,7 @@ from tierline.answers import (
 )
 from tierline.api import keys as api_keys
 from tierline.api.jobs import Jobs
-from tierline.api.problems import PROBLEM, PROBLEM_SCHEMA, TITLES, BodyLimit, install, problem
+from tierline.api.problems import PROBLEM, PROBLEM_SCHEMA, TITLES, BodyLimit, CatchAll, install, problem
 from tierline.charts import DesignPoint, tpp_density_svg
 from tierline.design import build_design, design_answer
 from tierline.determination import Transaction, determine
@@ -98,8 +99,21 @@ KEYS_EXAMPLE = {
     ]
 }
 METRICS_EXAMPLE = 'tierline_http_requests_total{method="GET",route="/v1/tiers",status="200"} 3.0\n'
-READ_ERRORS = _problems(401, 403, 422)
-WRITE_ERRORS = _problems(401, 403, 409, 413, 422)
+ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The determination with its trace (docs/determinations.md)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _answer(payload: dict[str, Any]) -> Response:
+    """A large answer sent as it is (plain JSON types already): no second encoding pass."""
+    return Response(json.dumps(payload, ensure_ascii=False, default=str), media_type="application/json")
+
+
+READ_ERRORS = _problems(400, 401, 403, 404, 413, 422)
+WRITE_ERRORS = _problems(400, 401, 403, 404, 409, 413, 422)
 
 
 # ---- request models ----------------------------------------------------------------------------
@@ -160,7 +174,7 @@ class InferenceRequest(_Body):
 
 class ReserveRequest(_Body):
     account: str = Field(..., max_length=200, examples=["allocation:BR"])
-    tpp: float = Field(..., gt=0, le=1e12, examples=[15832000])
+    tpp: float = Field(..., ge=1e-6, le=1e12, examples=[15832000], description="TPP (the ledger counts micro-TPP)")
     effective_date: dt.date = Field(..., examples=[DATE_EXAMPLE])
     ttl_seconds: float = Field(86_400, gt=0, le=366 * 86_400)
     headquarters: str | None = Field(None, max_length=60, examples=["US"])
@@ -209,9 +223,9 @@ def _ctx(vintage: str, as_of: dt.date | None) -> Context:
     return Context.make(vintage, as_of)
 
 
-def _not_found(exc: Exception) -> Exception:
-    """A lookup that failed on user input is a 404; anything else stays what it is."""
-    return HTTPException(404, f"{exc.field}: {exc.reason}") if isinstance(exc, TierlineError) else exc
+def _not_found(exc: TierlineError, looked_up: str) -> Exception:
+    """The thing named in the path does not exist: a 404; any other error stays what it is (a 422)."""
+    return HTTPException(404, f"{exc.field}: {exc.reason}") if exc.field == looked_up else exc
 
 
 # ---- the application -------------------------------------------------------------------------------
@@ -237,6 +251,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         redoc_url=None,
     )
     install(app)
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD, upload_paths=(f"/{VERSION}/screenings",))
     registry = CollectorRegistry()
     requests = Counter("tierline_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
@@ -284,8 +299,8 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         ctx = _ctx(vintage, as_of)
         try:
             return country_answer(query, ctx)
-        except TierlineError as exc:  # an unknown destination is a 404
-            raise _not_found(exc) from None
+        except TierlineError as exc:
+            raise _not_found(exc, "country") from None
 
     @v1.get("/tiers", tags=["reference"], responses=READ_ERRORS)
     def tiers(
@@ -318,8 +333,8 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         ctx = _ctx(vintage, as_of)
         try:
             return chip_answer(name, ctx)
-        except TierlineError as exc:  # an unknown chip is a 404
-            raise _not_found(exc) from None
+        except TierlineError as exc:
+            raise _not_found(exc, "chip") from None
 
     @v1.get("/policy/vintages", tags=["policy"], responses=READ_ERRORS | _example(VINTAGES_EXAMPLE))
     def vintages(who: api_keys.Caller = viewer) -> dict[str, Any]:
@@ -344,8 +359,8 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         """Every dated value of one parameter, with its reference."""
         try:
             return parameter_answer(path)
-        except TierlineError as exc:  # an unknown parameter is a 404
-            raise _not_found(exc) from None
+        except TierlineError as exc:
+            raise _not_found(exc, "parameter") from None
 
     # ---- classification and determinations ------------------------------------------------------
     @v1.post("/classify", tags=["determinations"], responses=READ_ERRORS)
@@ -498,23 +513,23 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         point = DesignPoint(tpp, pd, label) if tpp is not None else None
         return Response(tpp_density_svg(_ctx(vintage, as_of), highlight=point), media_type="image/svg+xml")
 
-    @v1.post("/determinations", tags=["determinations"], responses=READ_ERRORS)
+    @v1.post("/determinations", tags=["determinations"], responses=READ_ERRORS | ANSWER)
     def determine_route(
         tx: Annotated[Transaction, Body(openapi_examples={"H100s to Brazil": {"value": TX_EXAMPLE}})],
         who: api_keys.Caller = viewer,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Licence requirement, authorization, review policy, draws, obligations and the full trace,
         against the ledger's current usage (nothing is recorded)."""
-        return determine(tx, LedgerAllowances(ledger)).as_dict()
+        return _answer(determine(tx, LedgerAllowances(ledger)).as_dict())
 
-    @v1.post("/determinations/apply", tags=["determinations"], responses=WRITE_ERRORS)
+    @v1.post("/determinations/apply", tags=["determinations"], responses=WRITE_ERRORS | ANSWER)
     def apply_route(
         tx: Annotated[Transaction, Body(openapi_examples={"H100s to Brazil": {"value": TX_EXAMPLE}})],
         idempotency_key: IdempotencyKey,
         who: api_keys.Caller = officer,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Determine against the ledger and record the draws atomically (idempotent on the key)."""
-        return apply_determination(tx, idempotency_key, who.actor, ledger)
+        return _answer(apply_determination(tx, idempotency_key, who.actor, ledger))
 
     # ---- screening -------------------------------------------------------------------------------
     @v1.post("/screenings", tags=["screening"], status_code=202, responses=WRITE_ERRORS | _problems(415))
@@ -667,8 +682,8 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         """Revoke a key: it stops working at once."""
         try:
             return api_keys.revoke_key(engine, key_id)
-        except TierlineError as exc:  # an unknown key is a 404
-            raise _not_found(exc) from None
+        except TierlineError as exc:
+            raise _not_found(exc, "key_id") from None
 
     app.include_router(v1)
 

@@ -76,8 +76,9 @@ def _path(loc: tuple[Any, ...] | list[Any]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TierlineError)
     async def _tierline(request: Request, exc: TierlineError) -> JSONResponse:
+        status = 409 if exc.field == "idempotency_key" else 422  # a key reused for another request: a conflict
         return problem(
-            422, f"{exc.field}: {exc.reason}", [{"field": exc.field, "reason": exc.reason}], request.url.path
+            status, f"{exc.field}: {exc.reason}", [{"field": exc.field, "reason": exc.reason}], request.url.path
         )
 
     @app.exception_handler(RequestValidationError)
@@ -97,13 +98,33 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, str(exc.detail) if exc.detail else None, None, request.url.path, headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:12]
-        log.error(
-            "incident %s on %s %s: %s", incident, request.method, request.url.path, type(exc).__name__, exc_info=exc
-        )
-        return problem(500, f"an internal error occurred (incident {incident})", None, request.url.path)
+
+class CatchAll:
+    """An unexpected error becomes a 500 problem with an incident id (logged with its trace, never
+    sent); the exception stops here, so the server keeps the connection and says nothing more."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            incident = uuid.uuid4().hex[:12]
+            log.error("incident %s on %s %s", incident, scope.get("method"), scope.get("path"), exc_info=exc)
+            if not started:
+                await _respond(scope, send, problem(500, f"an internal error occurred (incident {incident})"))
 
 
 class BodyLimit:
