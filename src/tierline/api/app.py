@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -47,6 +47,7 @@ from tierline.ledger.db import current_revision
 from tierline.ledger.export import write_entries_csv
 from tierline.policy import Context
 from tierline.tpp import parse_rate
+from tierline.web import mount_dashboard, session_caller
 
 VERSION = "v1"
 MAX_BODY = int(os.environ.get("TIERLINE_MAX_BODY", 1 << 20))  # 1 MiB for JSON requests
@@ -269,13 +270,15 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
 
     def caller(role: str) -> Any:
         def check(
+            request: Request,
             bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
             header_key: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
         ) -> api_keys.Caller:
             presented = bearer.credentials if bearer is not None else header_key
-            if not presented:
+            session = None if presented else session_caller(request)  # the dashboard's session cookie
+            if not presented and session is None:
                 raise HTTPException(401, "send an API key: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
-            found = api_keys.authenticate(engine, presented)
+            found = session or api_keys.authenticate(engine, presented or "")
             if found is None:
                 raise HTTPException(401, "the API key is unknown or revoked", {"WWW-Authenticate": "Bearer"})
             if not found.may(role):
@@ -724,7 +727,9 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         )
 
     @app.get("/", include_in_schema=False)
-    def index() -> JSONResponse:
-        return JSONResponse({"service": "tierline", "api": f"/{VERSION}", "docs": f"/{VERSION}/docs"})
+    def index() -> RedirectResponse:
+        return RedirectResponse("/dashboard/", status_code=303)
+
+    mount_dashboard(app, ledger, jobs)
 
     return app

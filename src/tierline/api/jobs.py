@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tierline.ledger import Draw, Ledger
-from tierline.screen.engine import Snapshot
-from tierline.screen.run import Result, batch_key, batch_note, first_date, ledger_snapshot, screen_file
+from tierline.ledger import Ledger
+from tierline.screen.run import Result, apply_result, batch_key, screen_against_ledger
 
 STATES = ("queued", "running", "done", "refused", "failed")
 
@@ -81,12 +80,10 @@ class Jobs:
             job.lines_done += n
 
         try:
-            start = first_date(job.orders)
-            snapshot = ledger_snapshot(self.ledger, start) if start is not None else Snapshot()
-            job.result = screen_file(
+            job.result = screen_against_ledger(
+                self.ledger,
                 job.orders,
                 job.out,
-                state=snapshot.state(),
                 vintage=job.vintage,
                 skip_invalid=job.skip_invalid,
                 collect_draws=True,
@@ -108,18 +105,10 @@ class Jobs:
         with job.lock:
             if job.applied is not None:
                 return {**job.applied, "replayed": True}
-            draws = [Draw(account, tpp, day) for (account, day), tpp in sorted(job.result.draws.items())]
             key = f"{batch_key(job.orders, job.vintage)}:{job.id}"
-            applied = (
-                self.ledger.apply(
-                    draws,
-                    idempotency_key=key,
-                    actor=actor,
-                    note=batch_note(job.orders, job.vintage, job.result.screened) + f" screening {job.id}",
-                    headquarters=job.result.headquarters,
-                )
-                if draws
-                else {"applied": [], "lines": 0, "replayed": False}
+            applied = apply_result(
+                self.ledger, job.result, job.orders, key=key, actor=actor, note=f" screening {job.id}"
             )
+            applied = applied or {"applied": [], "lines": 0, "replayed": False}
             job.applied = {**applied, "batch_key": key}
             return job.applied

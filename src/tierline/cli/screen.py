@@ -46,16 +46,8 @@ def screen_command(
     as_json: bool = JSON,
 ) -> None:
     """Screen every line of an order book; allowances accumulate line by line in file order."""
-    from tierline.ledger import Draw, Ledger
-    from tierline.screen.engine import Snapshot
-    from tierline.screen.run import (
-        applied_response,
-        batch_key,
-        batch_note,
-        first_date,
-        ledger_snapshot,
-        screen_file,
-    )
+    from tierline.ledger import Ledger
+    from tierline.screen.run import applied_response, apply_result, batch_key, screen_against_ledger
 
     out = out or _default_out(orders)
     if out.resolve() == orders.resolve():
@@ -68,13 +60,11 @@ def screen_command(
             note = f"batch {batch} was already applied; nothing recorded again"
             emit_json({"applied": done, "note": note}) if as_json else console.print(f"[yellow]{note}[/yellow]")
             return
-    start = first_date(orders) if orders.is_file() else None
-    snapshot = ledger_snapshot(ledger, start) if start is not None else Snapshot()
     with _progress(progress and not as_json, _rows(orders)) as advance:
-        result = screen_file(
+        result = screen_against_ledger(
+            ledger,
             orders,
             out,
-            state=snapshot.state(),
             vintage=vintage,
             skip_invalid=skip_invalid,
             collect_draws=apply,
@@ -83,17 +73,7 @@ def screen_command(
         )
     if result.bad_count and not skip_invalid:
         _refuse(result, as_json)
-    applied = None
-    if apply:
-        draws = [Draw(account, tpp, day) for (account, day), tpp in sorted(result.draws.items())]
-        if draws:
-            applied = ledger.apply(
-                draws,
-                idempotency_key=batch or "",
-                actor=actor,
-                note=batch_note(orders, vintage, result.screened),
-                headquarters=result.headquarters,
-            )
+    applied = apply_result(ledger, result, orders, key=batch or "", actor=actor) if apply else None
     payload: dict[str, Any] = {**result.summary, "out": str(result.out), "applied": applied, "batch_key": batch}
     if result.rejects:
         payload["rejects"] = str(result.rejects)

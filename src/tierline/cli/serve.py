@@ -16,15 +16,51 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless told otherwise)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (keys never appear in logs)."),
+    demo: bool = typer.Option(
+        False, "--demo", help="First fill the ledger from a generated sample order book and create an admin key."
+    ),
 ) -> None:
-    """Serve the HTTP API (and its docs at /v1/docs) on the configured database."""
+    """Serve the dashboard (at /), the HTTP API (/v1) and its docs (/v1/docs) on the configured database."""
     import uvicorn
 
     from tierline.api.app import create_app
 
+    if demo:
+        _demo()
     app = create_app()
-    console.print(f"tierline API on http://{host}:{port}/v1 (docs: http://{host}:{port}/v1/docs)")
+    console.print(f"tierline dashboard: http://{host}:{port}/  ·  API: http://{host}:{port}/v1  ·  docs: /v1/docs")
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=True)
+
+
+DEMO_ROWS = 20_000
+
+
+def _demo() -> None:
+    """A demo ledger: a generated order book screened and applied once (idempotent), and a new admin key."""
+    import os
+    from pathlib import Path
+
+    from tierline.api.keys import create_key
+    from tierline.ledger import Ledger
+    from tierline.ledger.db import default_url
+    from tierline.screen.run import applied_response, apply_result, batch_key, screen_against_ledger
+    from tierline.screen.sample import write_sample
+
+    default_url()  # creates TIERLINE_HOME
+    home = Path(os.environ.get("TIERLINE_HOME") or Path.home() / ".tierline")
+    orders = home / "demo-orders.csv"
+    if not orders.exists():
+        write_sample(DEMO_ROWS, orders)
+    ledger = Ledger()
+    key = batch_key(orders, "ai-diffusion")
+    if applied_response(ledger, key, orders, "ai-diffusion") is None:
+        result = screen_against_ledger(
+            ledger, orders, home / "demo-decisions.csv", vintage="ai-diffusion", collect_draws=True
+        )
+        apply_result(ledger, result, orders, key=key, actor="demo")
+        console.print(f"demo ledger: {result.screened:,} sample order lines screened and applied ({orders})")
+    made = create_key(ledger.engine, "admin", "demo", created_by="demo")
+    console.print(f"sign in with this admin key (shown once): [bold]{made['key']}[/bold]")
 
 
 def _engine() -> Engine:

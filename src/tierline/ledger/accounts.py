@@ -32,6 +32,8 @@ PATTERNS = {
 
 def to_micro(tpp: Fraction | float | int | str, field: str = "tpp") -> int:
     """TPP as integer micro-TPP (exact for any figure with up to six decimals)."""
+    if type(tpp) is int:
+        return tpp * MICRO
     try:
         value = Fraction(str(tpp)) if not isinstance(tpp, Fraction) else tpp
     except (ValueError, ZeroDivisionError):

@@ -13,9 +13,12 @@ from sqlalchemy import Connection, func, select
 
 from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, GENESIS
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
 
 def canonical(event: dict[str, Any]) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """The event as compact JSON with sorted keys (what json.dumps gives with those settings)."""
+    return _CANONICAL.encode(event)
 
 
 def chain_hash(prev_hash: str, event_text: str) -> str:

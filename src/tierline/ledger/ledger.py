@@ -1,22 +1,30 @@
 """The allocation ledger: reserve, commit, release, direct commit, adjust — idempotent, atomic,
-concurrent-safe (row locks on PostgreSQL, BEGIN IMMEDIATE on SQLite) and audited."""
+concurrent-safe (row locks on PostgreSQL, BEGIN IMMEDIATE on SQLite) and audited.
+
+Writes run on a driver connection the Ledger keeps for itself (one per process and thread), with the
+transaction begun and ended on the driver. On PostgreSQL a write takes two round trips: BEGIN, the
+row locks, the reads the checks need and the idempotency lookup in one pipeline; then every write and
+the COMMIT in a second one."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
-import re
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
+from select import POLLIN, poll
 from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import IntegrityError
 
 from tierline.allowances import uveu_share_checks
 from tierline.countries import lookup
@@ -43,6 +51,10 @@ MAX_MICRO = 10**18  # 10^12 TPP: far above any allowance, inside a 64-bit intege
 MAX_BALANCE = 2**63 - 1  # a balance must stay inside a signed 64-bit integer of micro-TPP
 DEFAULT_HOLD = dt.timedelta(hours=24)
 
+Row = dict[str, Any]
+Rows = dict[str, Row]
+Stmt = tuple[str, tuple[Any, ...]]
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -61,6 +73,219 @@ class Draw:
     effective_date: dt.date
 
 
+class _Found(Exception):
+    """The idempotency key is already stored: the request's hash and the stored response."""
+
+    def __init__(self, request_hash: str, response: str) -> None:
+        super().__init__(request_hash)
+        self.request_hash, self.response = request_hash, response
+
+
+class _Create(Exception):
+    """An account to lock does not exist yet: the write starts over, creating its accounts in order."""
+
+
+class _Session:
+    """A driver connection kept for writes, detached from the engine's pool: the engine's connect-time
+    setup applies, but no pool checkout, reset or SQLAlchemy event runs per transaction."""
+
+    sqlite = False
+
+    def __init__(self, engine: Engine) -> None:
+        self.proxy = engine.raw_connection()
+        raw: Any = self.proxy.driver_connection
+        self.proxy.detach()
+        self.raw = raw
+        self.pid = os.getpid()
+        # closed with the session: when its thread ends, its Ledger goes, or the process exits
+        self.close = weakref.finalize(self, _close_connection, self.proxy, self.pid)
+
+    def usable(self) -> bool:
+        return self.pid == os.getpid()
+
+
+class _SqliteSession(_Session):
+    sqlite = True
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.cursor: Any = self.raw.cursor()
+
+
+class _PostgresSession(_Session):
+    """Every round trip is one simple-protocol message of several statements (BEGIN, EXECUTEs of
+    statements prepared once per connection, COMMIT), sent and read straight through libpq: the
+    server plans nothing per transaction and the client spends little per statement. Parameters
+    are quoted by libpq (PQescapeLiteral) unless they are integers or plain text."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.raw.autocommit = True  # BEGIN and COMMIT are sent explicitly, in the same message as the work
+        self.pgconn: Any = self.raw.pgconn
+        self.escaping = psycopg.pq.Escaping(self.pgconn)
+        self.poller = poll()  # waits for results without holding the GIL (libpq's own wait would)
+        self.poller.register(self.pgconn.socket, POLLIN)
+        setup = ["SET client_encoding = 'UTF8'", "SET datestyle = 'ISO'", "SET timezone = 'UTC'"]
+        setup += [f"PREPARE {name} AS {_numbered(sql)}" for name, sql in _POSTGRES_STATEMENTS.items()]
+        self.run("; ".join(setup))
+
+    def usable(self) -> bool:
+        return (
+            self.pid == os.getpid()
+            and not self.raw.closed
+            and not self.raw.broken
+            and self.pgconn.status == psycopg.pq.ConnStatus.OK
+        )
+
+    def literal(self, value: Any) -> str:
+        if value is None:
+            return "NULL"
+        if type(value) is int:
+            return str(value)
+        text = value if type(value) is str else str(value)
+        if "\x00" in text:
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        if "'" in text or "\\" in text:
+            return bytes(self.escaping.escape_literal(text.encode())).decode()
+        return f"'{text}'"
+
+    def execute(self, name: str, params: tuple[Any, ...]) -> str:
+        return f"EXECUTE {name}({', '.join(map(self.literal, params))})"
+
+    def run(self, sql: str) -> list[list[tuple[Any, ...]]]:
+        """Send `sql` (statements separated by semicolons) and read every result: the rows of each
+        statement (empty for commands); the first error is raised once all results are read."""
+        pgconn, poll = self.pgconn, self.poller.poll
+        pgconn.send_query(sql.encode())
+        out: list[list[tuple[Any, ...]]] = []
+        error: psycopg.Error | None = None
+        while True:
+            while pgconn.is_busy():  # a row lock may keep us waiting: let the process's other threads run
+                poll()
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            status = result.status
+            if status == _TUPLES_OK:
+                out.append(_pg_rows(result) if result.ntuples else [])
+            elif status == _COMMAND_OK:
+                out.append([])
+            elif error is None:
+                error = psycopg.errors.error_from_result(result, encoding="utf-8")
+        if error is not None:
+            raise error
+        if pgconn.status != psycopg.pq.ConnStatus.OK:
+            raise psycopg.OperationalError(pgconn.get_error_message())
+        return out
+
+
+def _close_connection(proxy: Any, pid: int) -> None:
+    if pid == os.getpid():  # never close a connection a forked parent still uses
+        with suppress(Exception):
+            proxy.close()
+
+
+class _Tx:
+    """One write transaction on a session. `query` runs statements (by name) now and returns their
+    rows (the first query also looks the idempotency key up); `write` runs a statement whose result
+    is not needed, or on PostgreSQL queues it for the next round trip; `commit` ends the transaction.
+    Dates and timestamps are bound as text (`stamp` is this transaction's time as the database
+    stores it)."""
+
+    def __init__(self, session: Any, key: str, create: bool) -> None:
+        self.session = session
+        self.key = key
+        self.create = create  # create missing accounts while locking
+        self.now = _now()
+        self.at = self.now.isoformat()
+        self.stamp = _sqlite_time(self.now) if session.sqlite else self.at
+        self.idem: str | None = key  # the idempotency lookup, made with the first query
+        self.g2g: dict[str, dt.date | None] = {}
+        self.licenses: dict[str, tuple[Any, ...] | None] = {}
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def query(self, stmts: list[Stmt]) -> list[list[tuple[Any, ...]]]:
+        raise NotImplementedError
+
+    def write(self, name: str, params: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        raise NotImplementedError
+
+    def _found(self, rows: list[tuple[Any, ...]]) -> None:
+        self.idem = None
+        if rows:
+            raise _Found(rows[0][0], rows[0][1])
+
+
+class _SqliteTx(_Tx):
+    session: _SqliteSession
+
+    def begin(self) -> None:
+        self.session.cursor.execute("BEGIN IMMEDIATE")  # the database's write lock, up front
+
+    def query(self, stmts: list[Stmt]) -> list[list[tuple[Any, ...]]]:
+        cursor = self.session.cursor
+        if self.idem is not None:
+            self._found(cursor.execute(STATEMENTS["idem_get"], (self.idem,)).fetchall())
+        return [cursor.execute(STATEMENTS[name], params).fetchall() for name, params in stmts]
+
+    def write(self, name: str, params: tuple[Any, ...]) -> None:
+        self.session.cursor.execute(STATEMENTS[name], params)
+
+    def commit(self) -> None:
+        self.session.cursor.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.session.raw.in_transaction:
+            self.session.cursor.execute("ROLLBACK")
+
+
+class _PostgresTx(_Tx):
+    session: _PostgresSession
+
+    def begin(self) -> None:
+        self.pending = ["BEGIN"]  # sent with the first query
+
+    def query(self, stmts: list[Stmt]) -> list[list[tuple[Any, ...]]]:
+        """The queued writes, then `stmts`, then (after the locks) the idempotency lookup, in one round trip."""
+        execute = self.session.execute
+        sent, skip, idem = self.pending, len(self.pending), self.idem
+        sent += [execute(name, params) for name, params in stmts]
+        if idem is not None:
+            sent.append(execute("idem_get", (idem,)))
+        self.pending = []
+        if not sent:
+            return []
+        rows = self.session.run("; ".join(sent))
+        if idem is not None:
+            self._found(rows.pop())
+        return rows[skip:]
+
+    def write(self, name: str, params: tuple[Any, ...]) -> None:
+        self.pending.append(self.session.execute(name, params))
+
+    def commit(self) -> None:
+        self.pending.append("COMMIT")
+        sent, self.pending = self.pending, []
+        self.session.run("; ".join(sent))
+
+    def rollback(self) -> None:
+        self.pending = []
+        if self.session.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self.session.run("ROLLBACK")
+
+
+Work = Callable[[_Tx, Rows], dict[str, Any]]
+
+
 class Ledger:
     """Allowance accounts on a database (SQLite by default, PostgreSQL by URL)."""
 
@@ -68,96 +293,127 @@ class Ledger:
         self.url = url or default_url()
         self.engine: Engine = engine_for(self.url)
         self.sqlite = self.engine.dialect.name == "sqlite"
-        self._statements = _compile(self.sqlite)
+        self._local = threading.local()  # this thread's write connection (a _Session)
 
     # ---- transactions -------------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(tierline_write=True)
-            with conn.begin():
-                yield conn
+    def _session(self) -> _Session:
+        """This thread's write connection (a new one after a fork or a broken connection)."""
+        session: _Session | None = getattr(self._local, "session", None)
+        if session is None or not session.usable():
+            if session is not None:
+                self._drop(session)
+            session = _SqliteSession(self.engine) if self.sqlite else _PostgresSession(self.engine)
+            self._local.session = session
+        return session
 
-    def _sql(self, conn: Connection, name: str, **params: Any) -> Any:
-        """Run a hot-path statement straight on the driver (compiled once per dialect). On PostgreSQL
-        the writes are queued and sent in one pipelined round trip when the transaction ends."""
-        if self.sqlite:
-            params = {k: _sqlite_value(v) for k, v in params.items()}
-        elif name in DEFERRED:
-            conn.info["tierline_pending"].append((self._statements[name], params))
-            return None
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(self._statements[name], params)
-        return _Result(cursor)
+    def _drop(self, session: _Session) -> None:
+        session.close()
+        if getattr(self._local, "session", None) is session:
+            self._local.session = None
 
-    def _flush(self, conn: Connection) -> None:
-        """Send the queued PostgreSQL writes in one pipeline (errors surface here, before COMMIT)."""
-        pending = conn.info.get("tierline_pending") or []
-        if not pending:
-            return
-        raw = conn.connection.driver_connection
-        with raw.pipeline(), raw.cursor() as cursor:  # type: ignore[union-attr]
-            for sql, params in pending:
-                cursor.execute(sql, params)
-        pending.clear()
+    def _end(self, tx: _Tx) -> None:
+        """Roll back after a failure; a connection that cannot even do that is replaced."""
+        try:
+            tx.rollback()
+        except Exception:
+            self._drop(tx.session)
 
-    def _idempotent(self, key: str, request: dict[str, Any], work: Any) -> dict[str, Any]:
-        """Run `work(conn)` once per key: a retry with the same request returns the stored response."""
+    def _idempotent(self, key: str, request: dict[str, Any], work: Work) -> dict[str, Any]:
+        """Run `work(tx, rows)` once per key: a retry with the same request returns the stored response."""
         if not key:
             raise TierlineError("idempotency_key", "every write needs an idempotency key")
         digest = hashlib.sha256(audit.canonical(request).encode()).hexdigest()
-        for _attempt in range(3):
+        create, attempts = False, 0
+        while attempts < 3:
+            session = self._session()
+            tx: _Tx = (_SqliteTx if self.sqlite else _PostgresTx)(session, key, create)
             try:
-                with self._write() as conn:
-                    conn.info["tierline_pending"] = []
-                    conn.info["tierline_key"] = key
-                    found = self._sql(conn, "idem_get", key=key).first()
-                    if found is not None:
-                        if found.request_hash != digest:
-                            raise TierlineError("idempotency_key", f"{key!r} was already used for a different request")
-                        return {**json.loads(found.response), "replayed": True}
-                    rows: dict[str, dict[str, Any]] = {}
-                    response = work(conn, rows)
-                    for row in rows.values():
-                        self._sql(conn, "account_save", **{k: row[k] for k in SAVED})
-                    self._sql(
-                        conn,
-                        "idem_put",
-                        key=key,
-                        request_hash=digest,
-                        response=audit.canonical(response),
-                        created_at=_now(),
+                tx.begin()
+                rows: Rows = {}
+                response = work(tx, rows)
+                if tx.idem is not None:
+                    tx.query([])
+                for row in rows.values():
+                    tx.write(
+                        "account_save",
+                        (row["committed_micro"], row["held_micro"], row["head_seq"], row["head_hash"], row["id"]),
                     )
-                    self._flush(conn)
-                    return {**response, "replayed": False}
-            except (IntegrityError, psycopg.IntegrityError):
+                tx.write("idem_put", (key, digest, audit.canonical(response), tx.stamp))
+                tx.commit()
+            except _Found as found:
+                self._end(tx)
+                if found.request_hash != digest:
+                    raise TierlineError(
+                        "idempotency_key", f"{key!r} was already used for a different request"
+                    ) from None
+                return {**json.loads(found.response), "replayed": True}
+            except _Create:
+                self._end(tx)
+                create = True
+                continue
+            except (sqlite3.IntegrityError, psycopg.IntegrityError):
+                self._end(tx)
+                attempts += 1
                 continue  # a concurrent request with the same key won: read its response
+            except BaseException:
+                self._end(tx)
+                raise
+            response["replayed"] = False
+            return response
         raise TierlineError("idempotency_key", f"{key!r} could not be completed; retry")
 
-    def _lock(self, conn: Connection, rows: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Lock the accounts (created when missing), in sorted order so lockers never deadlock.
+    def _lock(
+        self,
+        tx: _Tx,
+        rows: Rows,
+        ids: Iterable[str],
+        *,
+        g2g: Iterable[str | None] = (),
+        licenses: Iterable[str | None] = (),
+    ) -> Rows:
+        """Lock the accounts, in sorted order so lockers never deadlock, and read the g2g dates and
+        licences the checks will need, in one round trip. A missing account starts the transaction
+        over with `tx.create`, creating each account (in the same order) before locking it.
         A hold past its expiry counts until its room is needed (see `_check_room`) or it is settled."""
-        now = _now()
-        for account in sorted(set(ids) - set(rows)):
-            found = self._sql(conn, "account_lock", id=account).first()
-            if found is None:
-                self._sql(
-                    conn, "account_new", id=account, kind=account.split(":", 1)[0], head_hash=GENESIS, created_at=now
-                )
-                found = self._sql(conn, "account_lock", id=account).first()
-            rows[account] = dict(found)
+        need = sorted(set(ids) - rows.keys())
+        stmts: list[Stmt] = []
+        for account in need:
+            if tx.create:
+                stmts.append(("account_new", (account, account.split(":", 1)[0], GENESIS, tx.stamp)))
+            stmts.append(("account_lock", (account,)))
+        countries = sorted({c for c in g2g if c and c not in tx.g2g})
+        ids_ = sorted({e for e in licenses if e and e not in tx.licenses})
+        stmts += [("g2g_since", (c,)) for c in countries]
+        stmts += [("license_get", (e,)) for e in ids_]
+        results = iter(tx.query(stmts))
+        for account in need:
+            if tx.create:
+                next(results)
+            found = next(results)
+            if not found:
+                if tx.create:
+                    raise TierlineError("account", f"{account} could not be created")
+                raise _Create(account)
+            rows[account] = _account(found[0])
+        for country in countries:
+            since = next(results)
+            tx.g2g[country] = _date(since[0][0]) if since else None
+        for entity in ids_:
+            licence = next(results)
+            tx.licenses[entity] = licence[0] if licence else None
         return rows
 
-    def _expire_holds(self, conn: Connection, row: dict[str, Any], now: dt.datetime) -> None:
-        for hold in self._sql(conn, "holds_expired", account_id=row["id"], now=now).all():
-            self._sql(conn, "hold_status", id=hold.id, status="expired")
-            row["held_micro"] -= hold.amount_micro
-            self._event(conn, row, {"op": "expire", "hold_id": hold.id, "amount_micro": hold.amount_micro})
+    def _expire_holds(self, tx: _Tx, row: Row) -> None:
+        (expired,) = tx.query([("holds_expired", (row["id"], tx.stamp))])
+        for hold_id, amount in expired:
+            tx.write("hold_status", ("expired", hold_id))
+            row["held_micro"] -= amount
+            self._event(tx, row, {"op": "expire", "hold_id": hold_id, "amount_micro": amount})
 
     def _entry(
         self,
-        conn: Connection,
-        row: dict[str, Any],
+        tx: _Tx,
+        row: Row,
         op: str,
         micro: int,
         on: dt.date,
@@ -169,50 +425,42 @@ class Ledger:
     ) -> None:
         """Move the committed balance: an entry row and its audit event."""
         row["committed_micro"] += micro
-        self._sql(
-            conn,
+        day = str(on)
+        tx.write(
             "entry_add",
-            account_id=row["id"],
-            op=op,
-            amount_micro=micro,
-            effective_date=on,
-            hold_id=hold_id,
-            reason=reason,
-            actor=actor,
-            idempotency_key=key,
-            recorded_at=_now(),
+            (row["id"], op, micro, day, hold_id, reason, actor, key, tx.stamp),
         )
-        event = {"op": op, "amount_micro": micro, "effective_date": str(on), "actor": actor, "idempotency_key": key}
-        self._event(
-            conn, row, {**event, **({"hold_id": hold_id} if hold_id else {}), **({"reason": reason} if reason else {})}
-        )
+        event = {"op": op, "amount_micro": micro, "effective_date": day, "actor": actor, "idempotency_key": key}
+        if hold_id:
+            event["hold_id"] = hold_id
+        if reason:
+            event["reason"] = reason
+        self._event(tx, row, event)
 
-    def _event(self, conn: Connection, row: dict[str, Any], data: dict[str, Any]) -> None:
+    def _event(self, tx: _Tx, row: Row, event: dict[str, Any]) -> None:
         """Append an audit event to the account's chain (its head is saved with the balances)."""
-        body = {
-            **data,
-            "at": _now().isoformat(),
-            "committed_micro": row["committed_micro"],
-            "held_micro": row["held_micro"],
-        }
         seq = row["head_seq"] + 1
-        event_text = audit.canonical({**body, "chain": row["id"], "seq": seq})
-        digest = audit.chain_hash(row["head_hash"], event_text)
-        self._sql(
-            conn, "audit_add", chain=row["id"], seq=seq, event=event_text, prev_hash=row["head_hash"], hash=digest
-        )
+        event["at"] = tx.at
+        event["committed_micro"] = row["committed_micro"]
+        event["held_micro"] = row["held_micro"]
+        event["chain"] = row["id"]
+        event["seq"] = seq
+        text = audit.canonical(event)
+        digest = audit.chain_hash(row["head_hash"], text)
+        tx.write("audit_add", (row["id"], seq, text, row["head_hash"], digest))
         row["head_seq"], row["head_hash"] = seq, digest
 
-    def _g2g_since(self, conn: Connection, country: str | None) -> dt.date | None:
+    def _g2g(self, tx: _Tx, country: str | None) -> dt.date | None:
         if not country:
             return None
-        since = self._sql(conn, "g2g_since", country=country).scalar()
-        return None if since is None else _date(since)
+        if country not in tx.g2g:
+            self._lock(tx, {}, (), g2g=[country])
+        return tx.g2g[country]
 
     def _check_room(
         self,
-        conn: Connection,
-        rows: dict[str, dict[str, Any]],
+        tx: _Tx,
+        rows: Rows,
         ref: AccountRef,
         extra: int,
         on: dt.date,
@@ -223,26 +471,30 @@ class Ledger:
         if row["committed_micro"] + row["held_micro"] + extra > MAX_BALANCE:
             raise TierlineError("tpp", f"{ref.id} would exceed what the ledger records ({MAX_BALANCE // MICRO:,} TPP)")
         if ref.kind == "uveu":
-            self._check_uveu(conn, rows, ref, extra, on, headquarters)
+            self._check_uveu(tx, rows, ref, extra, on, headquarters)
             return
         license_tpp = None
         if ref.kind == "license":
-            found = conn.execute(select(LICENSES).where(LICENSES.c.id == ref.entity)).first()
-            if found is not None and on < _date(found.issued):
-                raise TierlineError("effective_date", f"licence {ref.entity} was issued on {found.issued}")
-            if found is not None and found.expires is not None and on > _date(found.expires):
-                raise TierlineError("effective_date", f"licence {ref.entity} expired on {found.expires}")
-            license_tpp = found.tpp_micro if found is not None else None
-        g2g = self._g2g_since(conn, ref.country) if ref.kind == "allocation" else None
+            entity = ref.entity or ""
+            if entity not in tx.licenses:
+                self._lock(tx, {}, (), licenses=[entity])
+            found = tx.licenses[entity]
+            if found is not None:
+                issued, expires, license_tpp = _date(found[0]), found[1], found[2]
+                if on < issued:
+                    raise TierlineError("effective_date", f"licence {ref.entity} was issued on {issued}")
+                if expires is not None and on > _date(expires):
+                    raise TierlineError("effective_date", f"licence {ref.entity} expired on {_date(expires)}")
+        g2g = self._g2g(tx, ref.country) if ref.kind == "allocation" else None
         steps = (
             nveu_schedule(on) if ref.kind == "nveu" else allocation_steps(on, g2g) if ref.kind == "allocation" else ()
         )
         if len(steps) > 1:  # the cap grows over time: check the cumulative use up to every step
-            self._check_steps(conn, ref, row, extra, steps)
+            self._check_steps(tx, ref, row, extra, steps)
             return
         limit = limit_micro(ref, on, g2g, license_tpp)
         if limit is not None and row["committed_micro"] + row["held_micro"] + extra > limit and row["held_micro"]:
-            self._expire_holds(conn, row, _now())  # expired holds are given back only when the room is needed
+            self._expire_holds(tx, row)  # expired holds are given back only when the room is needed
         if limit is not None and row["committed_micro"] + row["held_micro"] + extra > limit:
             room = limit - row["committed_micro"] - row["held_micro"]
             raise TierlineError(
@@ -253,19 +505,18 @@ class Ledger:
 
     def _check_uveu(
         self,
-        conn: Connection,
-        rows: dict[str, dict[str, Any]],
+        tx: _Tx,
+        rows: Rows,
         ref: AccountRef,
         extra: int,
         on: dt.date,
         headquarters: str | None,
     ) -> None:
         prefix = f"uveu:{ref.entity}:"
-        query = select(ACCOUNTS).where(ACCOUNTS.c.id.startswith(prefix, autoescape=True)).order_by(ACCOUNTS.c.id)
-        if not self.sqlite:
-            query = query.with_for_update()
-        live = self._live_holds(conn, prefix)
-        current = {r.id: r.committed_micro + live.get(r.id, 0) for r in conn.execute(query)}
+        like = _like_prefix(prefix)
+        accounts, holds = tx.query([("uveu_accounts", (like,)), ("holds_live_like", (like, tx.stamp))])
+        live = {a: int(v) for a, v in holds}
+        current = {a: committed + live.get(a, 0) for a, committed in accounts}
         current.update(
             {
                 k: r["committed_micro"] + live.get(k, 0) + r.get("held_in_tx", 0)
@@ -281,36 +532,20 @@ class Ledger:
         if failed:
             raise TierlineError("tpp", f"{ref.id}: after this deployment the UVEU would break: {'; '.join(failed)}")
 
-    def _live_holds(self, conn: Connection, prefix: str, until: dt.date | None = None) -> dict[str, int]:
-        """Unexpired holds per account (optionally those for shipments dated on or before `until`)."""
-        query = (
-            select(HOLDS.c.account_id, func.sum(HOLDS.c.amount_micro))
-            .where(
-                HOLDS.c.account_id.startswith(prefix, autoescape=True),
-                HOLDS.c.status == "held",
-                HOLDS.c.expires_at > _now(),
-            )
-            .group_by(HOLDS.c.account_id)
-        )
-        if until is not None:
-            query = query.where(HOLDS.c.effective_date <= until)
-        return {a: int(v) for a, v in conn.execute(query)}
-
     def _check_steps(
-        self, conn: Connection, ref: AccountRef, row: dict[str, Any], extra: int, steps: tuple[tuple[dt.date, int], ...]
+        self, tx: _Tx, ref: AccountRef, row: Row, extra: int, steps: tuple[tuple[dt.date, int], ...]
     ) -> None:
         """A cap that grows by date (NVEU schedule, allocation doubled from a g2g date): the use dated up
         to every step the draw reaches must fit that step's cap."""
-        key = conn.info.get("tierline_key")
-        for through, cap in steps:
-            stored = select(func.coalesce(func.sum(ENTRIES.c.amount_micro), 0)).where(
-                ENTRIES.c.account_id == ref.id,
-                ENTRIES.c.effective_date <= through,
-                (ENTRIES.c.idempotency_key.is_(None)) | (ENTRIES.c.idempotency_key != key),
-            )
-            committed = int(conn.execute(stored).scalar() or 0)  # before this transaction
+        stmts: list[Stmt] = []
+        for through, _cap in steps:
+            stmts.append(("entries_through", (ref.id, str(through), tx.key)))  # before this transaction
+            stmts.append(("holds_live_through", (ref.id, tx.stamp, str(through))))
+        sums = tx.query(stmts)
+        for i, (through, cap) in enumerate(steps):
+            committed = int(sums[2 * i][0][0] or 0)
+            held = int(sums[2 * i + 1][0][0] or 0)
             pending = sum(micro for on, micro in row.get("batch", ()) if on <= through)  # this batch, by date
-            held = self._live_holds(conn, ref.id, through).get(ref.id, 0)
             if committed + pending + held + extra > cap:
                 room = cap - committed - pending - held
                 raise TierlineError(
@@ -348,40 +583,42 @@ class Ledger:
         if ttl is not None and ttl.total_seconds() <= 0:
             raise TierlineError("ttl", "a hold's lifetime must be positive")
         expires = _aware(expires_at) if expires_at else _now() + (ttl or DEFAULT_HOLD)
+        expires_iso, day = expires.isoformat(), str(effective_date)
         request = {
             "op": "reserve",
             "account": account,
             "micro": micro,
-            "date": str(effective_date),
-            "expires_at": expires.isoformat() if expires_at else None,
+            "date": day,
+            "expires_at": expires_iso if expires_at else None,
             "ttl_seconds": ttl.total_seconds() if ttl else None,
             "actor": actor,
         }
 
-        def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            row = self._lock(conn, rows, [account])[account]
-            self._check_room(conn, rows, ref, micro, effective_date, headquarters)
-            hold_id = str(uuid.uuid4())
-            self._sql(
-                conn,
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            row = self._lock(tx, rows, [account], g2g=[ref.country if ref.kind == "allocation" else None])[account]
+            self._check_room(tx, rows, ref, micro, effective_date, headquarters)
+            hold_id = _hold_id()
+            tx.write(
                 "hold_add",
-                id=hold_id,
-                account_id=account,
-                amount_micro=micro,
-                effective_date=effective_date,
-                expires_at=expires,
-                created_at=_now(),
+                (
+                    hold_id,
+                    account,
+                    micro,
+                    day,
+                    _sqlite_time(expires) if self.sqlite else expires_iso,
+                    tx.stamp,
+                ),
             )
             row["held_micro"] += micro
             self._event(
-                conn,
+                tx,
                 row,
                 {
                     "op": "reserve",
                     "hold_id": hold_id,
                     "amount_micro": micro,
-                    "effective_date": str(effective_date),
-                    "expires_at": expires.isoformat(),
+                    "effective_date": day,
+                    "expires_at": expires_iso,
                     "actor": actor,
                     "idempotency_key": idempotency_key,
                 },
@@ -391,7 +628,7 @@ class Ledger:
                 "account": account,
                 "tpp": from_micro(micro),
                 "status": "held",
-                "expires_at": expires.isoformat(),
+                "expires_at": expires_iso,
             }
 
         return self._idempotent(idempotency_key, request, work)
@@ -399,47 +636,35 @@ class Ledger:
     def _settle(self, hold_id: str, status: str, idempotency_key: str, actor: str | None) -> dict[str, Any]:
         request = {"op": status, "hold_id": hold_id, "actor": actor}
 
-        def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            found = self._sql(conn, "hold_get", id=hold_id).first()
-            if found is None:
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            # the hold's account first, then the hold: the order every writer uses, so none deadlocks
+            locked, holds = tx.query([("hold_account_lock", (hold_id,)), ("hold_lock", (hold_id,))])
+            if not holds:
                 raise TierlineError("hold_id", f"no hold {hold_id!r}")
-            # the account first, then the hold: the order every writer uses, so none deadlocks
-            row = self._lock(conn, rows, [found.account_id])[found.account_id]
-            hold = self._sql(conn, "hold_lock", id=hold_id).first()
-            current = "expired" if hold.status == "held" and _aware_db(hold.expires_at) <= _now() else hold.status
+            account_id, amount, effective_date, expires_at, hold_status = holds[0]
+            if locked:
+                rows[account_id] = _account(locked[0])
+            row = self._lock(tx, rows, [account_id])[account_id]
+            current = "expired" if hold_status == "held" and _aware_db(expires_at) <= tx.now else hold_status
             if current != "held":
                 raise TierlineError("hold_id", f"hold {hold_id} is {current}, not held")
-            self._sql(conn, "hold_status", id=hold_id, status=status)
-            row["held_micro"] -= hold.amount_micro
+            tx.write("hold_status", (status, hold_id))
+            row["held_micro"] -= amount
             if status == "committed":
-                self._entry(
-                    conn,
-                    row,
-                    "commit",
-                    hold.amount_micro,
-                    _date(hold.effective_date),
-                    idempotency_key,
-                    actor,
-                    hold_id=hold_id,
-                )
+                self._entry(tx, row, "commit", amount, _date(effective_date), idempotency_key, actor, hold_id=hold_id)
             else:
                 self._event(
-                    conn,
+                    tx,
                     row,
                     {
                         "op": "release",
                         "hold_id": hold_id,
-                        "amount_micro": hold.amount_micro,
+                        "amount_micro": amount,
                         "actor": actor,
                         "idempotency_key": idempotency_key,
                     },
                 )
-            return {
-                "hold_id": hold_id,
-                "account": hold.account_id,
-                "tpp": from_micro(hold.amount_micro),
-                "status": status,
-            }
+            return {"hold_id": hold_id, "account": account_id, "tpp": from_micro(amount), "status": status}
 
         return self._idempotent(idempotency_key, request, work)
 
@@ -469,15 +694,22 @@ class Ledger:
         ]
         request = {"op": "apply", "draws": [[r.id, m, str(on)] for r, m, on in parsed], "actor": actor, "note": note}
 
-        def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            self._lock(conn, rows, [r.id for r, _m, _on in parsed])
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            refs = {r.id: r for r, _m, _on in parsed}.values()
+            self._lock(
+                tx,
+                rows,
+                [r.id for r in refs],
+                g2g=[r.country for r in refs if r.kind == "allocation"],
+                licenses=[r.entity for r in refs if r.kind == "license"],
+            )
             totals: dict[str, int] = {}
             for ref, micro, on in parsed:
                 row = rows[ref.id]
-                self._check_room(conn, rows, ref, micro, on, (headquarters or {}).get(ref.entity or ""))
+                self._check_room(tx, rows, ref, micro, on, (headquarters or {}).get(ref.entity or ""))
                 row.setdefault("batch", []).append((on, micro))
                 totals[ref.id] = totals.get(ref.id, 0) + micro
-                self._entry(conn, row, "direct", micro, on, idempotency_key, actor, reason=note)
+                self._entry(tx, row, "direct", micro, on, idempotency_key, actor, reason=note)
             return {
                 "applied": [{"account": a, "tpp": from_micro(t)} for a, t in sorted(totals.items())],
                 "lines": len(parsed),
@@ -531,15 +763,15 @@ class Ledger:
             "actor": actor,
         }
 
-        def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            row = self._lock(conn, rows, [account])[account]
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            row = self._lock(tx, rows, [account])[account]
             if row["committed_micro"] + micro < 0:
                 raise TierlineError("tpp", f"the adjustment would take {account} below zero")
             if row["committed_micro"] + micro > MAX_BALANCE:
                 raise TierlineError(
                     "tpp", f"{account} would exceed what the ledger records ({MAX_BALANCE // MICRO:,} TPP)"
                 )
-            self._entry(conn, row, "adjust", micro, effective_date, idempotency_key, actor, reason=reason)
+            self._entry(tx, row, "adjust", micro, effective_date, idempotency_key, actor, reason=reason)
             return {"account": account, "tpp": from_micro(micro), "committed": from_micro(row["committed_micro"])}
 
         return self._idempotent(idempotency_key, request, work)
@@ -553,12 +785,12 @@ class Ledger:
             raise TierlineError("reason", "record what the arrangement is")
         request = {"op": "g2g", "country": country, "since": str(since), "reason": reason}
 
-        def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            row = self._lock(conn, rows, [SYSTEM])[SYSTEM]
-            conn.execute(G2G.delete().where(G2G.c.country == country))
-            conn.execute(G2G.insert().values(country=country, since=since, reason=reason, recorded_at=_now()))
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            row = self._lock(tx, rows, [SYSTEM])[SYSTEM]
+            tx.write("g2g_delete", (country,))
+            tx.write("g2g_add", (country, str(since), reason, tx.stamp))
             self._event(
-                conn, row, {"op": "g2g", "country": country, "since": str(since), "reason": reason, "actor": actor}
+                tx, row, {"op": "g2g", "country": country, "since": str(since), "reason": reason, "actor": actor}
             )
             return {"country": country, "since": str(since)}
 
@@ -587,23 +819,24 @@ class Ledger:
             "issued": str(issued),
         }
 
-        def work(conn: Connection, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            row = self._lock(conn, rows, [SYSTEM])[SYSTEM]
-            if conn.execute(select(LICENSES.c.id).where(LICENSES.c.id == license_id)).first():
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            row = self._lock(tx, rows, [SYSTEM], licenses=[license_id])[SYSTEM]
+            if tx.licenses[license_id] is not None:
                 raise TierlineError("license_id", f"licence {license_id!r} is already recorded")
-            conn.execute(
-                LICENSES.insert().values(
-                    id=license_id,
-                    country=country,
-                    holder=holder,
-                    tpp_micro=micro,
-                    issued=issued,
-                    expires=expires,
-                    recorded_at=_now(),
-                )
+            tx.write(
+                "license_add",
+                (
+                    license_id,
+                    country,
+                    holder,
+                    micro,
+                    str(issued),
+                    str(expires) if expires is not None else None,
+                    tx.stamp,
+                ),
             )
             self._event(
-                conn,
+                tx,
                 row,
                 {
                     "op": "license",
@@ -646,6 +879,13 @@ class Ledger:
     def g2g_since(self, country: str) -> dt.date | None:
         with self.engine.connect() as conn:
             return self._g2g_since(conn, country)
+
+    @staticmethod
+    def _g2g_since(conn: Connection, country: str | None) -> dt.date | None:
+        if not country:
+            return None
+        since = conn.execute(select(G2G.c.since).where(G2G.c.country == country)).scalar()
+        return None if since is None else _date(since)
 
     def status(
         self, *, country: str | None = None, consignee: str | None = None, as_of: dt.date | None = None
@@ -702,78 +942,117 @@ class Ledger:
         return {"ok": not problems, "rows": count, "problems": [p.as_dict() for p in problems]}
 
 
-SAVED = ("id", "committed_micro", "held_micro", "head_seq", "head_hash")
 STATEMENTS = {
-    "idem_get": "SELECT request_hash, response FROM idempotency WHERE key = :key",
-    "idem_put": "INSERT INTO idempotency (key, request_hash, response, created_at) "
-    "VALUES (:key, :request_hash, :response, :created_at)",
-    "account_lock": "SELECT id, kind, committed_micro, held_micro, head_seq, head_hash FROM accounts WHERE id = :id",
+    "idem_get": "SELECT request_hash, response FROM idempotency WHERE key = ?",
+    "idem_put": "INSERT INTO idempotency (key, request_hash, response, created_at) VALUES (?, ?, ?, ?)",
+    "account_lock": "SELECT id, kind, committed_micro, held_micro, head_seq, head_hash FROM accounts WHERE id = ?",
     "account_new": "INSERT INTO accounts (id, kind, committed_micro, held_micro, head_seq, head_hash, created_at) "
-    "VALUES (:id, :kind, 0, 0, 0, :head_hash, :created_at)",
-    "account_save": "UPDATE accounts SET committed_micro = :committed_micro, held_micro = :held_micro, "
-    "head_seq = :head_seq, head_hash = :head_hash WHERE id = :id",
-    "holds_expired": "SELECT id, amount_micro FROM holds WHERE account_id = :account_id AND status = 'held' "
-    "AND expires_at <= :now ORDER BY id",
-    "hold_get": "SELECT account_id FROM holds WHERE id = :id",
-    "hold_lock": "SELECT id, account_id, amount_micro, effective_date, expires_at, status FROM holds WHERE id = :id",
-    "g2g_since": "SELECT since FROM g2g_arrangements WHERE country = :country",
+    "VALUES (?, ?, 0, 0, 0, ?, ?) ON CONFLICT (id) DO NOTHING",
+    "account_save": "UPDATE accounts SET committed_micro = ?, held_micro = ?, head_seq = ?, head_hash = ? WHERE id = ?",
+    "hold_account_lock": "SELECT id, kind, committed_micro, held_micro, head_seq, head_hash FROM accounts "
+    "WHERE id = (SELECT account_id FROM holds WHERE id = ?)",
+    "hold_lock": "SELECT account_id, amount_micro, effective_date, expires_at, status FROM holds WHERE id = ?",
     "hold_add": "INSERT INTO holds (id, account_id, amount_micro, effective_date, expires_at, status, created_at) "
-    "VALUES (:id, :account_id, :amount_micro, :effective_date, :expires_at, 'held', :created_at)",
-    "hold_status": "UPDATE holds SET status = :status WHERE id = :id",
+    "VALUES (?, ?, ?, ?, ?, 'held', ?)",
+    "hold_status": "UPDATE holds SET status = ? WHERE id = ?",
+    "holds_expired": "SELECT id, amount_micro FROM holds WHERE account_id = ? AND status = 'held' "
+    "AND expires_at <= ? ORDER BY id",
+    "holds_live_like": "SELECT account_id, SUM(amount_micro) FROM holds WHERE account_id LIKE ? ESCAPE '/' "
+    "AND status = 'held' AND expires_at > ? GROUP BY account_id",
+    "holds_live_through": "SELECT SUM(amount_micro) FROM holds WHERE account_id = ? AND status = 'held' "
+    "AND expires_at > ? AND effective_date <= ?",
+    "entries_through": "SELECT SUM(amount_micro) FROM entries WHERE account_id = ? AND effective_date <= ? "
+    "AND (idempotency_key IS NULL OR idempotency_key <> ?)",
     "entry_add": "INSERT INTO entries (account_id, op, amount_micro, effective_date, hold_id, reason, actor, "
-    "idempotency_key, recorded_at) VALUES (:account_id, :op, :amount_micro, :effective_date, :hold_id, "
-    ":reason, :actor, :idempotency_key, :recorded_at)",
-    "audit_add": "INSERT INTO audit (chain, seq, event, prev_hash, hash) VALUES (:chain, :seq, :event, :prev_hash, :hash)",
+    "idempotency_key, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "audit_add": "INSERT INTO audit (chain, seq, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+    "uveu_accounts": "SELECT id, committed_micro FROM accounts WHERE id LIKE ? ESCAPE '/' ORDER BY id",
+    "g2g_since": "SELECT since FROM g2g_arrangements WHERE country = ?",
+    "g2g_delete": "DELETE FROM g2g_arrangements WHERE country = ?",
+    "g2g_add": "INSERT INTO g2g_arrangements (country, since, reason, recorded_at) VALUES (?, ?, ?, ?)",
+    "license_get": "SELECT issued, expires, tpp_micro FROM licenses WHERE id = ?",
+    "license_add": "INSERT INTO licenses (id, country, holder, tpp_micro, issued, expires, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)",
 }
-DEFERRED = {"hold_add", "hold_status", "entry_add", "audit_add", "account_save", "idem_put"}
-LOCKING = {"account_lock", "hold_lock"}  # FOR UPDATE on PostgreSQL (SQLite's BEGIN IMMEDIATE locks the file)
+# row locks on PostgreSQL (SQLite's BEGIN IMMEDIATE locks the whole database)
+LOCKING = {"account_lock", "hold_account_lock", "hold_lock", "uveu_accounts"}
 
 
-def _compile(sqlite: bool) -> dict[str, str]:
-    out = {}
-    for name, sql in STATEMENTS.items():
-        if not sqlite:
-            sql = re.sub(r":(\w+)", r"%(\1)s", sql) + (" FOR UPDATE" if name in LOCKING else "")
-        out[name] = sql
-    return out
+_POSTGRES_STATEMENTS = {name: sql + (" FOR UPDATE" if name in LOCKING else "") for name, sql in STATEMENTS.items()}
 
 
-class _Row(dict[str, Any]):
-    """A driver row by column name, as attributes too."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+def _numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's $1, $2, ..."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
 
 
-class _Result:
-    """The little of a result the hot path needs, straight from a driver cursor."""
-
-    def __init__(self, cursor: Any) -> None:
-        self.cursor = cursor
-        self.columns = [d[0] for d in cursor.description] if cursor.description else []
-
-    def first(self) -> _Row | None:
-        row = self.cursor.fetchone()
-        return None if row is None else _Row(zip(self.columns, row, strict=True))
-
-    def all(self) -> list[_Row]:
-        return [_Row(zip(self.columns, row, strict=True)) for row in self.cursor.fetchall()]
-
-    def scalar(self) -> Any:
-        row = self.cursor.fetchone()
-        return None if row is None else row[0]
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+_COMMAND_OK = psycopg.pq.ExecStatus.COMMAND_OK
 
 
-def _sqlite_value(value: Any) -> Any:
-    """Bind values as SQLAlchemy's SQLite types store them (naive UTC datetimes, ISO dates)."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
+def _pg_text(value: bytes) -> str:
+    return value.decode()
+
+
+def _pg_date(value: bytes) -> dt.date:
+    return dt.date.fromisoformat(value.decode())
+
+
+def _pg_timestamp(value: bytes) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.decode())
+
+
+# text-format values by type oid: int2, int4, int8, numeric (sums of integers), date, timestamp(tz)
+_PG_LOADERS: dict[int, Callable[[bytes], Any]] = {
+    21: int,
+    23: int,
+    20: int,
+    1700: int,
+    1082: _pg_date,
+    1114: _pg_timestamp,
+    1184: _pg_timestamp,
+}
+
+
+def _pg_rows(result: Any) -> list[tuple[Any, ...]]:
+    loaders = [_PG_LOADERS.get(result.ftype(col), _pg_text) for col in range(result.nfields)]
+    get = result.get_value
+    return [
+        tuple(None if (value := get(row, col)) is None else load(value) for col, load in enumerate(loaders))
+        for row in range(result.ntuples)
+    ]
+
+
+def _account(found: tuple[Any, ...]) -> Row:
+    return {
+        "id": found[0],
+        "kind": found[1],
+        "committed_micro": found[2],
+        "held_micro": found[3],
+        "head_seq": found[4],
+        "head_hash": found[5],
+    }
+
+
+def _hold_id() -> str:
+    """A new hold's id: a version 7 UUID (RFC 9562), random but ordered by time, so new holds are
+    added at the end of the holds' primary-key index rather than all over it."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 9562 variant
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern (ESCAPE '/') matching what starts with `prefix`."""
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+def _sqlite_time(value: dt.datetime) -> str:
+    """A timestamp as SQLite stores it: naive UTC text, as SQLAlchemy's DateTime writes it."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _aware_db(value: Any) -> dt.datetime:

@@ -229,6 +229,50 @@ def ledger_snapshot(ledger: Any, on: dt.date) -> Snapshot:
     return Snapshot({a: v for a, v in used.items() if v}, {c: _as_date(d) for c, d in g2g.items()})
 
 
+def screen_against_ledger(
+    ledger: Any,
+    orders: Path,
+    out: Path | None,
+    *,
+    vintage: str,
+    skip_invalid: bool = False,
+    collect_draws: bool = False,
+    chunk_size: int = CHUNK,
+    progress: Progress | None = None,
+) -> Result:
+    """`screen_file` starting from the ledger's usage as of the book's first date."""
+    start = first_date(orders) if orders.is_file() else None
+    snapshot = ledger_snapshot(ledger, start) if start is not None else Snapshot()
+    return screen_file(
+        orders,
+        out,
+        state=snapshot.state(),
+        vintage=vintage,
+        skip_invalid=skip_invalid,
+        collect_draws=collect_draws,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+
+
+def apply_result(
+    ledger: Any, result: Result, orders: Path, *, key: str, actor: str | None, note: str = ""
+) -> dict[str, Any] | None:
+    """Record a screening's draws in the ledger in one transaction (None when it drew nothing)."""
+    from tierline.ledger import Draw
+
+    draws = [Draw(account, tpp, day) for (account, day), tpp in sorted(result.draws.items())]
+    if not draws:
+        return None
+    return ledger.apply(  # type: ignore[no-any-return]
+        draws,
+        idempotency_key=key,
+        actor=actor,
+        note=batch_note(orders, result.vintage, result.screened) + note,
+        headquarters=result.headquarters,
+    )
+
+
 def _as_date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 

@@ -1,0 +1,267 @@
+"""The dashboard in process (no browser): sign-in and sessions, the API through the session cookie,
+CSRF, roles, the map's geometry and colours, the determination link, page weight and headers.
+
+The browser tests (tests/test_web_browser.py) drive the same pages in Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from tierline.answers import tiers_answer
+from tierline.api import keys as api_keys
+from tierline.api.app import create_app
+from tierline.countries import all_countries
+from tierline.policy import Context
+from tierline.web.views import transaction_from_query
+from tierline.web.worldmap import STATIC, geometries, map_svg
+
+MB = 1_000_000
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("TIERLINE_HOME", str(tmp_path))
+    monkeypatch.delenv("TIERLINE_DATABASE_URL", raising=False)
+    return create_app(home=tmp_path)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def key(app: Any, role: str) -> dict[str, Any]:
+    return api_keys.create_key(app.state.web_sessions.engine, role, f"{role} test")
+
+
+def sign_in(client: TestClient, app: Any, role: str) -> tuple[dict[str, Any], str]:
+    made = key(app, role)
+    r = client.post("/dashboard/login", data={"key": made["key"], "next": "/dashboard/ledger"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/ledger"
+    page = client.get("/dashboard/ledger")
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert csrf
+    return made, csrf.group(1)
+
+
+# ---- sign-in and sessions ------------------------------------------------------------------------
+def test_index_and_pages_send_the_browser_to_sign_in(client: TestClient) -> None:
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/"
+    r = client.get("/dashboard/chips?vendor=AMD", follow_redirects=False)
+    assert r.status_code == 303
+    target = parse_qs(urlparse(r.headers["location"]).query)["next"][0]
+    assert target == "/dashboard/chips?vendor=AMD"
+    assert 'type="password"' in client.get("/dashboard/login").text
+
+
+def test_login_cookie_is_httponly_strict_and_never_the_key(client: TestClient, app: Any) -> None:
+    made = key(app, "viewer")
+    forged = client.post("/dashboard/login", data={"key": made["key"]}, headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and "tierline_session" not in forged.headers.get("set-cookie", "")
+    bad = client.post("/dashboard/login", data={"key": "tl_x_y"}, follow_redirects=False)
+    assert bad.status_code == 401 and "unknown or revoked" in bad.text
+    r = client.post(
+        "/dashboard/login", data={"key": made["key"], "next": "https://evil.example/"}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/"  # never off-site
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("tierline_session=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert made["key"] not in value and made["key"].split("_")[2] not in value
+
+
+def test_session_uses_the_api_with_the_keys_role_and_csrf(client: TestClient, app: Any) -> None:
+    made, csrf = sign_in(client, app, "officer")
+    assert client.get("/v1/ledger/accounts").status_code == 200
+    body = {"account": "allocation:BR", "tpp": 1000, "effective_date": "2025-06-01"}
+    no_csrf = client.post("/v1/ledger/reserve", json=body, headers={"Idempotency-Key": "w1"})
+    assert no_csrf.status_code == 403 and "X-CSRF-Token" in no_csrf.json()["detail"]
+    ok = client.post("/v1/ledger/reserve", json=body, headers={"Idempotency-Key": "w1", "X-CSRF-Token": csrf})
+    assert ok.status_code == 200, ok.text
+    events = client.get("/v1/ledger/accounts/allocation:BR/history").json()["events"]
+    assert events[-1]["actor"] == f"key:{made['id']}"
+
+
+def test_viewer_session_is_refused_writes(client: TestClient, app: Any) -> None:
+    _, csrf = sign_in(client, app, "viewer")
+    body = {"account": "allocation:BR", "tpp": 1000, "effective_date": "2025-06-01"}
+    r = client.post("/v1/ledger/reserve", json=body, headers={"Idempotency-Key": "v1", "X-CSRF-Token": csrf})
+    assert r.status_code == 403 and "officer" in r.json()["detail"]
+    files = {"file": ("o.csv", b"date,chip,quantity,destination,consignee_id\n", "text/csv")}
+    r = client.post("/v1/screenings", files=files, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 403
+    page = client.get("/dashboard/ledger").text
+    assert 'id="reserve-form"' not in page and 'id="no-write"' in page
+    assert 'id="screen-form"' not in client.get("/dashboard/screenings").text
+
+
+def test_sign_out_and_revocation_end_the_session(client: TestClient, app: Any) -> None:
+    made, csrf = sign_in(client, app, "analyst")
+    old = client.cookies.get("tierline_session")
+    r = client.post("/dashboard/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
+    client.cookies.set("tierline_session", old or "")
+    assert client.get("/v1/tiers").status_code == 401  # ended on the server, not only in the browser
+    client.cookies.clear()
+    made, _ = sign_in(client, app, "analyst")
+    assert client.get("/v1/tiers").status_code == 200
+    api_keys.revoke_key(app.state.web_sessions.engine, made["id"])
+    assert client.get("/v1/tiers").status_code == 401
+    assert client.get("/dashboard/map", follow_redirects=False).status_code == 303
+
+
+# ---- the map ------------------------------------------------------------------------------------
+def test_every_destination_has_a_shape_or_marker() -> None:
+    shapes = geometries()
+    assert set(shapes) == set(all_countries())
+    assert all((g.path is None) != (g.marker is None) for g in shapes.values())
+    for iso2 in ("DE", "BR", "CN", "US", "RU", "FJ", "AQ", "XK"):
+        assert shapes[iso2].path, iso2
+    for iso2 in ("SG", "HK", "MO", "MT", "BH", "LI"):
+        assert shapes[iso2].marker, iso2
+
+
+def test_shipped_topojson_is_world_atlas_110m() -> None:
+    topo = json.loads((STATIC / "countries-110m.json").read_text(encoding="utf-8"))
+    assert topo["type"] == "Topology" and len(topo["objects"]["countries"]["geometries"]) == 177
+    assert (
+        "ISC" in (STATIC / "world-atlas.LICENSE").read_text()
+        or "Permission" in (STATIC / "world-atlas.LICENSE").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("day", "vintage"), [("2023-12-01", "ear-2023"), ("2025-06-01", "ai-diffusion"), ("2026-03-01", "ai-diffusion")]
+)
+def test_map_tier_counts_match_tiers_answer(day: str, vintage: str) -> None:
+    ctx = Context.make(vintage, dt.date.fromisoformat(day))
+    svg = map_svg(ctx)
+    tiers = dict(re.findall(r"data-iso2='([A-Z]{2})' data-tier='(\w+)'", svg))
+    assert len(tiers) == len(all_countries())
+    answer = tiers_answer(ctx)
+    counts = Counter(tiers.values())
+    if answer["tiers_apply"]:
+        assert {t: counts[t] for t in ("1", "2", "3")} == answer["counts"]
+        assert (tiers["DE"], tiers["BR"], tiers["CN"], tiers["HK"]) == ("1", "2", "3", "3")
+    else:
+        assert counts == {"none": len(all_countries())}
+
+
+# ---- determination link ---------------------------------------------------------------------------
+def test_determination_query_is_the_transaction() -> None:
+    query = (
+        "date=2025-06-01&destination=BR&vintage=ai-diffusion&end_use=data_center&cert=approved_designer"
+        "&item_chip=H100+SXM5&item_qty=2%2C000&item_system=no&item_ics="
+        "&item_chip=H20&item_qty=8&item_system=yes&item_ics=8"
+        "&c_id=acme-br&c_name=Acme&c_headquarters=BR&c_ultimate_parent_headquarters=US&c_kind=commercial"
+        "&u_name=Lab&u_country=BR&u_kind=university"
+    )
+    tx, rows = transaction_from_query(parse_qs(query, keep_blank_values=True))
+    assert tx == {
+        "date": "2025-06-01",
+        "vintage": "ai-diffusion",
+        "destination": "BR",
+        "export_from": "US",
+        "end_use": "data_center",
+        "certifications": ["approved_designer"],
+        "items": [
+            {"chip": "H100 SXM5", "quantity": 2000},
+            {"chip": "H20", "quantity": 8, "system": True, "ics_per_unit": 8},
+        ],
+        "ultimate_consignee": {
+            "id": "acme-br",
+            "name": "Acme",
+            "country": "BR",
+            "headquarters": "BR",
+            "ultimate_parent_headquarters": "US",
+            "kind": "commercial",
+        },
+        "end_user": {"name": "Lab", "country": "BR", "kind": "university"},
+    }
+    assert len(rows) == 3 and rows[-1]["chip"] == ""  # one empty line to add another
+
+
+def test_determination_page_reproduces_from_its_link(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    url = (
+        "/dashboard/determine?date=2025-06-01&destination=BR&item_chip=H100+SXM5&item_qty=2000"
+        "&c_id=acme-br&end_use=data_center"
+    )
+    first, second = client.get(url).text, client.get(url).text
+    strip = re.compile(r'<meta name="csrf-token"[^>]*>')
+    assert strip.sub("", first) == strip.sub("", second)
+    assert 'id="authorization">LICENSE<' in first and "15 CFR 740.27" in first
+    bad = client.get("/dashboard/determine?date=2025-06-01&destination=BR&item_chip=H100+SXM5&item_qty=lots")
+    assert "items[0].quantity" in bad.text
+
+
+# ---- every page ---------------------------------------------------------------------------------
+PAGES = [
+    "/dashboard/map?date=2025-06-01",
+    "/dashboard/map?date=2023-12-01&vintage=ear-2023",
+    "/dashboard/country/BR?date=2025-06-01",
+    "/dashboard/country/HK?date=2026-03-01",
+    "/dashboard/determine?date=2025-06-01&destination=BR&item_chip=H100+SXM5&item_qty=2000",
+    "/dashboard/screenings",
+    "/dashboard/ledger",
+    "/dashboard/ledger/account/allocation:BR",
+    "/dashboard/chips",
+    "/dashboard/chips?vendor=NVIDIA&year_from=2023",
+]
+
+
+def test_pages_are_small_self_contained_and_locked_down(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "officer")
+    for path in PAGES:
+        raw = client.get(path, headers={"Accept-Encoding": "gzip"})
+        assert raw.status_code == 200, path
+        csp = raw.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert raw.headers["cache-control"] == "no-store"
+        text = raw.text
+        assert len(gzip.compress(text.encode())) < MB and len(text.encode()) < 2 * MB, path
+        external = re.findall(r'(?:src|href|action)=["\'](?:https?:)?//[^"\']+', text)
+        assert external == [], (path, external)
+    for asset in ("app.css", "app.js", "favicon.svg"):
+        assert client.get(f"/dashboard/static/{asset}").status_code == 200
+
+
+def test_unknown_things_are_404_pages(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    assert client.get("/dashboard/country/Atlantis").status_code == 404
+    assert client.get("/dashboard/ledger/account/nonsense").status_code == 404
+    assert client.get("/dashboard/screenings/ffff").status_code == 404
+    assert client.get("/dashboard/screenings/ffff/rows").status_code == 404
+
+
+def test_burndown_starts_full_and_steps_down_by_shipment_date(app: Any) -> None:
+    from tierline.ledger import Draw, Ledger
+    from tierline.web.views import allocation_burndown
+
+    ledger = Ledger()
+    ledger.apply([Draw("allocation:BR", 395_000_000, dt.date(2025, 6, 1))], idempotency_key="bd-1", actor="test")
+    svg = allocation_burndown(ledger, "allocation:BR", dt.date(2025, 7, 1))
+    line = re.search(r"class='bd-line' d='M([\d.]+) ([\d.]+)L([^']*)'", svg)
+    assert line
+    points = [tuple(map(float, p.split())) for p in line.group(3).split("L")]
+    top, bottom = 16.0, 260.0 - 36.0
+    assert (float(line.group(1)), float(line.group(2))) == (70.0, top)  # the whole 790M TPP at the period's start
+    # half the allocation (395M of 790M) drawn on 2025-06-01: the line steps down to the middle
+    assert any(abs(y - (top + bottom) / 2) < 0.2 for _, y in points)

@@ -1,0 +1,120 @@
+"""The real tierline service in a subprocess and a real Chromium, for the dashboard's browser tests
+(tests/test_web_browser.py).
+
+`start_server(folder)` runs ``tierline serve --host 127.0.0.1 --port <free port>`` with
+``TIERLINE_HOME`` in `folder` (SQLite), waits for ``/readyz`` and logs to ``folder/server.log``;
+keys come from the real ``tierline keys create --role ROLE --json``. The browser is Debian's
+``/usr/bin/chromium`` driven by Playwright (no browser download): when it is absent the browser
+tests are skipped, unless ``TIERLINE_REQUIRE_BROWSER=1``, when they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers import PROJECT, TIERLINE, run_cli
+
+CHROMIUM = Path(os.environ.get("TIERLINE_CHROMIUM", "/usr/bin/chromium"))
+REQUIRE_ENV = "TIERLINE_REQUIRE_BROWSER"
+ARTIFACTS = PROJECT / "artifacts"
+STARTUP_SECONDS = 60.0
+
+
+def require_browser() -> None:
+    """Skip (or, with TIERLINE_REQUIRE_BROWSER=1, fail) when Chromium or Playwright is missing."""
+    missing = None
+    if not CHROMIUM.exists():
+        missing = f"{CHROMIUM} is absent (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "playwright is not installed (pip install -e '.[dev]')"
+    if missing:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {missing}")
+        pytest.skip(missing)
+
+
+@dataclass
+class WebServer:
+    base_url: str
+    home: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"TIERLINE_HOME": str(self.home)}
+
+    def key(self, role: str) -> str:
+        """A key of `role` from ``tierline keys create --json`` (one per role, made on first use)."""
+        if role not in self.keys:
+            result = run_cli(
+                "keys", "create", "--role", role, "--label", f"{role} in the browser", "--json", env=self.env
+            )
+            assert result.code == 0, result.stderr
+            self.keys[role] = result.json()["key"]
+        return self.keys[role]
+
+    def api(self, role: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.key(role)}"}, timeout=60.0)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(folder: Path) -> WebServer:
+    home = folder / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TIERLINE_POLICY_DIR", "TIERLINE_DEBUG", "TIERLINE_DATABASE_URL")
+    }
+    env["TIERLINE_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    failures = []
+    for attempt in range(3):  # a free port can be taken between choosing and binding it
+        port = _free_port()
+        log_path = folder / f"server-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(TIERLINE), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        server = WebServer(f"http://127.0.0.1:{port}", home, log_path, process)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"{server.base_url}/readyz", timeout=2).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        server.stop()
+        failures.append(f"port {port}: exit {process.returncode}\n{log_path.read_text(errors='replace')[-3000:]}")
+    raise AssertionError("the server never became ready:\n" + "\n".join(failures))
