@@ -52,8 +52,8 @@ def direct(url: str, seconds: float, worker: int) -> int:
 
 
 def bare_sqlalchemy(url: str, seconds: float, worker: int) -> int:
-    """One-row update plus one insert per transaction through the ledger's own stack (a SQLAlchemy
-    engine with the ledger's SQLite settings, a pooled connection per transaction)."""
+    """One-row update plus one insert per transaction through SQLAlchemy (an engine with the ledger's
+    SQLite settings, a pooled connection per transaction): what a typical SQLAlchemy app pays."""
     from tierline.ledger.db import make_engine
 
     engine = make_engine(url)
@@ -138,8 +138,8 @@ def measure(name: str, url: str, seconds: float, clients: int) -> None:
     stack_rate = _run("bare_sqlalchemy", url, seconds, clients)
     who = f"{name} ({clients} client{'s' if clients > 1 else ''})"
     print(
-        f"{who}: bare update+insert: {bare_rate:,.0f} tx/s on the raw driver, {stack_rate:,.0f} tx/s through "
-        "SQLAlchemy (the ledger's stack)"
+        f"{who}: bare update+insert: {bare_rate:,.0f} tx/s on the raw driver (the ledger's write path), "
+        f"{stack_rate:,.0f} tx/s through a SQLAlchemy connection per transaction"
     )
     for label, rate in (
         ("committed draws in one transaction (direct commit)", one_step),
@@ -147,7 +147,7 @@ def measure(name: str, url: str, seconds: float, clients: int) -> None:
     ):
         print(
             f"{who}: {label}: {rate:,.0f}/s; ratio {rate / bare_rate:.2f} to the raw-driver bare, "
-            f"{rate / stack_rate:.2f} to the same-stack bare"
+            f"{rate / stack_rate:.2f} to the SQLAlchemy bare"
         )
 
 

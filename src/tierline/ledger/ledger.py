@@ -24,7 +24,7 @@ from select import POLLIN, poll
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, select
 
 from tierline.allowances import uveu_share_checks
 from tierline.countries import lookup
@@ -42,7 +42,7 @@ from tierline.ledger.accounts import (
     to_micro,
 )
 from tierline.ledger.db import default_url, engine_for
-from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, G2G, GENESIS, HOLDS, LICENSES
+from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, G2G, GENESIS, LICENSES
 from tierline.policy import Context
 from tierline.tiers import tier1_codes
 
@@ -854,20 +854,22 @@ class Ledger:
 
     # ---- reads --------------------------------------------------------------------------------
     def used(self, account: str, on: dt.date | None = None) -> tuple[Fraction, Fraction]:
-        """(committed, live holds) in TPP, counting draws dated on or before `on` (all when None)."""
-        with self.engine.connect() as conn:
-            return self._used(conn, account, on, _now())
-
-    def _used(self, conn: Connection, account: str, on: dt.date | None, now: dt.datetime) -> tuple[Fraction, Fraction]:
-        q = select(func.coalesce(func.sum(ENTRIES.c.amount_micro), 0)).where(ENTRIES.c.account_id == account)
-        h = select(func.coalesce(func.sum(HOLDS.c.amount_micro), 0)).where(
-            HOLDS.c.account_id == account, HOLDS.c.status == "held", HOLDS.c.expires_at > now
-        )
-        if on is not None:
-            q, h = q.where(ENTRIES.c.effective_date <= on), h.where(HOLDS.c.effective_date <= on)
-        return Fraction(int(conn.execute(q).scalar() or 0), 1_000_000), Fraction(
-            int(conn.execute(h).scalar() or 0), 1_000_000
-        )
+        """(committed, live holds) in TPP, counting draws dated on or before `on` (all when None).
+        One statement on a pooled driver connection: the determination engine asks this per check."""
+        now = _now()
+        dated = on is not None
+        sql = _USED_SQL[(self.sqlite, dated)]
+        stamp: Any = _sqlite_time(now) if self.sqlite else now
+        params: tuple[Any, ...] = (account, str(on), account, stamp, str(on)) if dated else (account, account, stamp)
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        finally:
+            raw.close()
+        committed, held = row if row else (0, 0)
+        return Fraction(int(committed or 0), 1_000_000), Fraction(int(held or 0), 1_000_000)
 
     def account_ids(self, prefix: str = "") -> list[str]:
         with self.engine.connect() as conn:
@@ -892,7 +894,6 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         """Usage, live holds, limit and headroom per account as of a date."""
         day = as_of or dt.date.today()
-        now = _now()
         out = []
         with self.engine.connect() as conn:
             licenses = {r.id: r.tpp_micro for r in conn.execute(select(LICENSES))}
@@ -902,7 +903,7 @@ class Ledger:
                     continue
                 if consignee and ref.entity != consignee:
                     continue
-                committed, held = self._used(conn, account, day, now)
+                committed, held = self.used(account, day)
                 note: str | None = None
                 try:
                     limit = limit_micro(ref, day, self._g2g_since(conn, ref.country), licenses.get(ref.entity or ""))
@@ -979,6 +980,19 @@ LOCKING = {"account_lock", "hold_account_lock", "hold_lock", "uveu_accounts"}
 
 
 _POSTGRES_STATEMENTS = {name: sql + (" FOR UPDATE" if name in LOCKING else "") for name, sql in STATEMENTS.items()}
+
+
+def _used_sql(sqlite: bool, dated: bool) -> str:
+    mark = "?" if sqlite else "%s"
+    day = f" AND effective_date <= {mark}" if dated else ""
+    return (
+        f"SELECT (SELECT COALESCE(SUM(amount_micro), 0) FROM entries WHERE account_id = {mark}{day}), "
+        f"(SELECT COALESCE(SUM(amount_micro), 0) FROM holds WHERE account_id = {mark} AND status = 'held' "
+        f"AND expires_at > {mark}{day})"
+    )
+
+
+_USED_SQL = {(sqlite, dated): _used_sql(sqlite, dated) for sqlite in (True, False) for dated in (True, False)}
 
 
 def _numbered(sql: str) -> str:
