@@ -224,6 +224,10 @@ PAGES = [
     "/dashboard/ledger/account/allocation:BR",
     "/dashboard/chips",
     "/dashboard/chips?vendor=NVIDIA&year_from=2023",
+    "/dashboard/design",
+    "/dashboard/design?chip=nvidia-h20-hgx-sxm-96gb&date=2025-06-01",
+    "/dashboard/inference",
+    "/dashboard/inference?parameters=8B&bytes_per_weight=2&all=1&date=2025-06-01",
 ]
 
 
@@ -265,3 +269,96 @@ def test_burndown_starts_full_and_steps_down_by_shipment_date(app: Any) -> None:
     assert (float(line.group(1)), float(line.group(2))) == (70.0, top)  # the whole 790M TPP at the period's start
     # half the allocation (395M of 790M) drawn on 2025-06-01: the line steps down to the middle
     assert any(abs(y - (top + bottom) / 2) < 0.2 for _, y in points)
+
+
+# ---- architecture analysis: design headroom and inference bounds ----------------------------------
+def _cells(html: str, row: str) -> list[str]:
+    """The text of each cell of the table row opening with `row`."""
+    found = re.search(re.escape(row) + r"(.*?)</tr>", html, re.S)
+    assert found, row
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", found.group(1), re.S)]
+
+
+def test_design_page_headroom_ceilings_and_flip(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    empty = client.get("/dashboard/design")
+    assert empty.status_code == 200 and 'id="design-form"' in empty.text and 'id="design-answer"' not in empty.text
+    assert 'href="/dashboard/design" aria-current="page"' in empty.text and 'href="/dashboard/inference"' in empty.text
+    # TPP = 598.75 x 8 = 4,790 on 798.5 mm2: PD 5.999 >= 5.92 -> 3A090.a.2, 10 below the a.1 line 4,800
+    url = "/dashboard/design?rate_fp8=598.75&die_area=798.5&line=a1&date=2025-06-01&vintage=ai-diffusion"
+    first, second = client.get(url).text, client.get(url).text
+    strip = re.compile(r'<meta name="csrf-token"[^>]*>')
+    assert strip.sub("", first) == strip.sub("", second)  # the link reproduces the answer
+    assert 'id="design-outcome">3A090.a.2<' in first
+    a1 = _cells(first, '<tr data-line="a1.tpp_min">')
+    assert a1[2:8] == ["4,790", "4,800", "-10", f"{4790 / 4800:.4f}", "below", "no"]
+    assert "15 CFR 774 Supp. 1, ECCN 3A090.a.1" in a1[8] and "eccn_3a090.a1.tpp_min" in a1[8] and "primary" in a1[8]
+    for name in ("ear-2023", "ai-diffusion", "enforcement-posture"):
+        assert f'<th scope="row">{name}</th>' in first
+    # largest rate strictly below a.1: 4800 / 8 = 600 at fp8 (margin 600 - 598.75 = 1.25), 4800 / 16 = 300 at fp16
+    assert _cells(first, '<tr data-precision="fp8" class="given">')[1:] == ["8", "600", "600", "598.75", "1.25"]
+    assert _cells(first, '<tr data-precision="fp16">')[1:4] == ["16", "300", "300"]
+    # 4800 / 4790 = 1.002088 -> 1.0021 on the 0.0001 grid flips a.2 to a.1
+    assert "scale all rates by 1.0021 (+0.21%) → 3A090.a.1" in first
+    assert re.search(r'id="design-chart"><svg', first)
+
+
+def test_design_page_prefills_from_a_catalogue_chip(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    page = client.get("/dashboard/design?chip=nvidia-h20-hgx-sxm-96gb&date=2025-06-01").text
+    assert 'name="rate_fp8" value="296"' in page and 'name="die_area" value="814"' in page
+    assert 'name="memory_bandwidth" value="4000"' in page
+    # H20: TPP 296 x 8 = 2,368 < 2,400 (b.1 floor), PD 2,368 / 814 = 2.91 < 3.2 -> not 3A090
+    assert 'id="design-outcome">not 3A090<' in page
+    assert "scale all rates by 1.0136 (+1.36%) → 3A090.b.1" in page  # 2400 / 2368 = 1.01351 -> 1.0136
+
+
+def test_design_page_errors_name_the_field(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    bad = client.get("/dashboard/design?rate_fp8=296&die_area=814&memory_bandwidth=fast")
+    assert bad.status_code == 200 and 'id="design-answer"' not in bad.text
+    assert 'id="design-error"' in bad.text and "Memory bandwidth (GB/s)" in bad.text and "not a number" in bad.text
+    assert (
+        'id="memory_bandwidth" name="memory_bandwidth" value="fast"' in bad.text and 'aria-invalid="true"' in bad.text
+    )
+    none = client.get("/dashboard/design?rate_fp8=&die_area=814")
+    assert none.status_code == 200 and "<code>rates</code>" in none.text and "give at least one rate" in none.text
+    stack = client.get("/dashboard/design?rate_fp8=296&stack_area=600")
+    assert "<code>stack_area</code>" in stack.text and "needs the memory bandwidth" in stack.text
+
+
+INFERENCE = (
+    "/dashboard/inference?parameters=70e9&bytes_per_weight=1&kv_bytes_per_token=327680&context=4096&batch=1"
+    "&chip=nvidia-h100-sxm5-80gb&chip=nvidia-h20-hgx-sxm-96gb&date=2025-06-01"
+)
+
+
+def test_inference_page_bounds_binding_and_formulas(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    empty = client.get("/dashboard/inference")
+    assert empty.status_code == 200 and 'id="inference-answer"' not in empty.text
+    page = client.get(INFERENCE).text
+    # decode bytes at batch 1: 70e9 x 1 + 4096 x 327,680 = 71,342,177,280
+    data = 70e9 + 4096 * 327_680
+    h100 = _cells(page, '<tr data-chip="nvidia-h100-sxm5-80gb">')
+    h20 = _cells(page, '<tr data-chip="nvidia-h20-hgx-sxm-96gb">')
+    assert h100[1] == h20[1] == "fp8"
+    assert h100[7] == h20[7] == "memory bandwidth"
+    assert float(h100[6]) == pytest.approx(3.35e12 / data, rel=1e-5)  # 46.96 tok/s
+    assert float(h20[6]) == pytest.approx(4.0e12 / data, rel=1e-5)  # 56.07 tok/s
+    # prefill of 4,096 tokens on the H100: 2 x 70e9 x 4096 / 1978.9e12 s -> 14,135 tok/s, compute-bound
+    assert h100[8] == "14,135" and h100[9] == "compute"
+    # per H100-equivalent: the H20's 56.07 / (2,368 / 15,832) = 375
+    assert float(h20[11]) == pytest.approx(4.0e12 / data * 15_832 / 2_368, rel=1e-4)
+    assert "FLOPs = 2 × active_params × B" in page and 'id="inference-chart"' in page and "tok/s" in page
+
+
+def test_inference_page_errors_name_the_field(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    bad = client.get("/dashboard/inference?parameters=70e9&bytes_per_weight=3&chip=nvidia-h20-hgx-sxm-96gb")
+    assert bad.status_code == 200 and 'id="inference-error"' in bad.text
+    assert "<code>bytes_per_weight</code>" in bad.text and "matches no precision" in bad.text
+    batch = client.get("/dashboard/inference?parameters=70e9&bytes_per_weight=1&batch=0&chip=H20")
+    assert "<code>batch</code>" in batch.text and 'id="inference-answer"' not in batch.text
+    chips = client.get("/dashboard/inference?parameters=70e9&bytes_per_weight=1")
+    assert "<code>chip</code>" in chips.text and "give at least one chip" in chips.text

@@ -450,6 +450,93 @@ def test_chip_explorer_filters_and_regions(tab_for: Any) -> None:
     assert years and all(int(y) >= 2023 for y in years if y)
 
 
+# ---- architecture analysis -----------------------------------------------------------------------
+def test_design_headroom_form_answer_and_chip_prefill(tab_for: Any) -> None:
+    tab = tab_for("viewer")
+    page = tab.page
+    tab.go("/dashboard/map")
+    page.get_by_role("link", name="Design headroom").click()
+    page.wait_for_url(re.compile(r".*/dashboard/design$"))
+    tab.shot("design-form")
+    # an H20-like design: FP16 148, FP8 296 dense on 814 mm2, 4 TB/s
+    page.get_by_label("FP16/BF16 dense rate (TOPS)", exact=True).fill("148")
+    page.get_by_label("FP8 dense rate (TOPS)", exact=True).fill("296")
+    page.get_by_label("Non-planar logic die area (mm²)", exact=True).fill("814")
+    page.get_by_label("Memory bandwidth (GB/s)", exact=True).fill("4000")
+    page.get_by_label("Line for the rate ceilings", exact=True).select_option("b1")
+    page.get_by_label("Rules as of", exact=True).fill("2025-06-01")
+    page.get_by_role("button", name="Show the headroom").click()
+    page.wait_for_selector("#design-answer")
+    assert "line=b1" in page.url and "rate_fp8=296" in page.url
+    # TPP 296 x 8 = 2,368 below the b.1 floor 2,400; PD 2,368 / 814 = 2.91 below 3.2: not 3A090
+    assert page.locator("#design-outcome").inner_text() == "not 3A090"
+    assert page.locator("#design-tpp").inner_text().startswith("2,368")
+    # the b.1 TPP floor 2,400: fp8 strictly below 2400 / 8 = 300, fp16 below 150
+    floor = page.locator("table.ceiling-table[data-line='b1.tpp_min']")
+    assert floor.locator("tr[data-precision='fp8'] .rate-below").inner_text() == "300"
+    assert floor.locator("tr[data-precision='fp16'] .rate-below").inner_text() == "150"
+    # 2400 / 2368 = 1.01351 -> +1.36% of rate reaches 3A090.b.1
+    change = page.locator("#change-smallest-change").inner_text()
+    assert "+1.36%" in change and "3A090.b.1" in change
+    assert page.locator("#lines tr[data-line='b1.tpp_min'] .side").inner_text() == "below"
+    assert page.locator("#design-chart svg").count() == 1
+    tab.shot("design-answer")
+    # start from a catalogue chip: the form is filled in and the answer shown
+    page.get_by_label("Start from a catalogue chip").select_option("nvidia-h100-sxm5-80gb")
+    page.get_by_role("button", name="Fill in from the chip").click()
+    page.wait_for_url(re.compile(r".*chip=nvidia-h100-sxm5-80gb.*"))
+    assert page.get_by_label("FP8 dense rate (TOPS)", exact=True).input_value() == "1978.9"
+    assert page.locator("#design-outcome").inner_text() == "3A090.a.1"  # 1978.9 x 8 = 15,831 >= 4,800
+    # a bad figure: the error names the field, next to the form
+    page.get_by_label("Memory bandwidth (GB/s)", exact=True).fill("lots")
+    page.get_by_role("button", name="Show the headroom").click()
+    error = page.locator("#design-error")
+    error.wait_for()
+    assert "Memory bandwidth (GB/s)" in error.inner_text() and "not a number" in error.inner_text()
+    assert page.locator("#memory_bandwidth").get_attribute("aria-invalid") == "true"
+    tab.shot("design-error")
+
+
+def test_inference_form_h100_vs_h20_bounds_and_chart(tab_for: Any) -> None:
+    tab = tab_for("viewer")
+    page = tab.page
+    tab.go("/dashboard/map")
+    page.get_by_role("link", name="Inference").click()
+    page.wait_for_url(re.compile(r".*/dashboard/inference$"))
+    tab.shot("inference-form")
+    page.get_by_label("Parameters", exact=True).fill("70B")
+    page.get_by_label("Bytes per weight", exact=True).fill("1")
+    page.get_by_label("KV-cache bytes per token", exact=True).fill("327680")
+    page.get_by_label("Context length (tokens)", exact=True).fill("4096")
+    page.get_by_label("Batch (concurrent sequences)", exact=True).fill("1")
+    page.get_by_label("Catalogue chips", exact=False).select_option(
+        ["nvidia-h100-sxm5-80gb", "nvidia-h20-hgx-sxm-96gb"]
+    )
+    page.get_by_label("Rules as of", exact=True).fill("2025-06-01")
+    page.get_by_role("button", name="Compute the bounds").click()
+    page.wait_for_selector("#inference-answer")
+    rows = page.locator("#bounds tbody tr")
+    assert rows.count() == 2
+    data = 70e9 + 4096 * 327_680  # bytes per decode step at batch 1: weights once, the KV cache read
+    for chip, bandwidth in (("nvidia-h100-sxm5-80gb", 3.35e12), ("nvidia-h20-hgx-sxm-96gb", 4.0e12)):
+        row = page.locator(f"#bounds tr[data-chip='{chip}']")
+        assert row.locator(".decode-binding").inner_text() == "memory bandwidth"
+        assert float(row.locator(".decode").inner_text()) == pytest.approx(bandwidth / data, rel=1e-5)
+    h20 = page.locator("#bounds tr[data-chip='nvidia-h20-hgx-sxm-96gb']")
+    assert float(h20.locator(".per-h100").inner_text()) == pytest.approx(4.0e12 / data * 15_832 / 2_368, rel=1e-4)
+    assert "FLOPs = 2 × active_params × B" in page.locator("#formulas").inner_text()
+    chart = page.locator("#inference-chart svg")
+    assert chart.locator("path[data-tokens-per-s]").count() > 0
+    assert chart.locator("g.chip[data-ids*='nvidia-h20-hgx-sxm-96gb'] circle").get_attribute("r") == "6"
+    tab.shot("inference-answer")
+    page.get_by_label("Batch (concurrent sequences)", exact=True).fill("0")
+    page.get_by_role("button", name="Compute the bounds").click()
+    error = page.locator("#inference-error")
+    error.wait_for()
+    assert "Batch" in error.inner_text() and "batch" in error.inner_text()
+    assert page.locator("#inference-answer").count() == 0
+
+
 # ---- every page: weight, hosts, phones, keyboard -------------------------------------------------
 PAGES = [
     ("map", "/dashboard/map?date=2025-06-01"),
@@ -459,6 +546,12 @@ PAGES = [
     ("ledger-list", "/dashboard/ledger"),
     ("account", "/dashboard/ledger/account/allocation:BR?date=2025-06-01"),
     ("chips-all", "/dashboard/chips"),
+    ("design", "/dashboard/design?chip=nvidia-h20-hgx-sxm-96gb&date=2025-06-01"),
+    (
+        "inference",
+        "/dashboard/inference?parameters=70e9&bytes_per_weight=1&kv_bytes_per_token=327680&context=4096&batch=1"
+        "&chip=nvidia-h100-sxm5-80gb&chip=nvidia-h20-hgx-sxm-96gb&date=2025-06-01",
+    ),
 ]
 
 

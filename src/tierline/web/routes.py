@@ -28,7 +28,7 @@ from tierline.ledger import Ledger, LedgerAllowances
 from tierline.ledger.accounts import parse_account
 from tierline.policy import Context
 from tierline.policy.vintages import load_vintages
-from tierline.web import views
+from tierline.web import analysis, views
 from tierline.web.sessions import COOKIE, MAX_AGE, Session, Sessions, session_of
 from tierline.web.svg import TIER_FILL, fmt_tpp
 from tierline.web.worldmap import STATIC, TIER_NAMES, map_entries, map_svg, month_dates
@@ -47,6 +47,7 @@ ENV = jinja2.Environment(
 )
 ENV.filters["tpp"] = fmt_tpp
 ENV.filters["values_text"] = views.values_text
+ENV.filters.update(sig=analysis.sig, signed=analysis.signed, count=analysis.count)
 ENV.globals.update(TIER_NAMES=TIER_NAMES, TIER_FILL=TIER_FILL, PREFIX=PREFIX)
 
 
@@ -432,6 +433,75 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             vendor=vendor,
             year_from=year_from,
             year_to=year_to,
+        )
+
+    # ---- architecture analysis: design headroom and inference bounds ------------------------------
+    @router.get("/design")
+    def design_page(request: Request) -> Response:
+        session = signed_in(request)
+        params = parse_qs(request.url.query, keep_blank_values=True)
+        day, derror = _day(analysis.first(params, "date"))
+        name, verror = _vintage(analysis.first(params, "vintage"))
+        form, submitted, note = analysis.design_form(params)
+        answer = error = None
+        field = ""
+        if submitted:
+            try:
+                answer = analysis.design_result(form, Context.make(name, day))
+            except TierlineError as exc:
+                field, error = analysis.error_field(exc.field), exc.reason
+        return page(
+            request,
+            "design.html",
+            session,
+            day=day,
+            vintage=name,
+            errors=[e for e in (derror, verror, note) if e],
+            form=form,
+            chip=analysis.first(params, "chip"),
+            chips=sorted((c for c in catalog().values() if c.rates), key=lambda c: c.name.lower()),
+            rates=analysis.DESIGN_RATES,
+            lines=analysis.LINE_LABELS,
+            answer=answer,
+            chart=Markup(answer["chart"]) if answer else "",
+            error=error,
+            error_field=field,
+            error_label=analysis.DESIGN_LABELS.get(field, field),
+            share=str(request.url) if answer else "",
+        )
+
+    @router.get("/inference")
+    def inference_page(request: Request) -> Response:
+        session = signed_in(request)
+        params = parse_qs(request.url.query, keep_blank_values=True)
+        day, derror = _day(analysis.first(params, "date"))
+        name, verror = _vintage(analysis.first(params, "vintage"))
+        form, chosen, compare, submitted = analysis.inference_form(params)
+        answer = error = None
+        field = ""
+        if submitted:
+            try:
+                answer = analysis.inference_result(form, chosen, compare, Context.make(name, day))
+            except TierlineError as exc:
+                field, error = analysis.error_field(exc.field), exc.reason
+        return page(
+            request,
+            "inference.html",
+            session,
+            day=day,
+            vintage=name,
+            errors=[e for e in (derror, verror) if e],
+            form=form,
+            chosen=chosen,
+            compare=compare,
+            chips=analysis.inference_chips(),
+            precisions=analysis.PRECISIONS,
+            answer=answer,
+            chart=Markup(answer["chart"]) if answer else "",
+            error=error,
+            error_field=field,
+            error_label=analysis.INFERENCE_LABELS.get(field, field),
+            share=str(request.url) if answer else "",
         )
 
     return router
