@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -109,8 +109,8 @@ ANSWER: dict[int | str, dict[str, Any]] = {
 
 
 def _answer(payload: dict[str, Any]) -> Response:
-    """A large answer sent as it is (plain JSON types already): no second encoding pass."""
-    return Response(json.dumps(payload, ensure_ascii=False, default=str), media_type="application/json")
+    """A large answer (a determination and its trace) encoded once, by orjson."""
+    return Response(orjson.dumps(payload, default=str), media_type="application/json")
 
 
 READ_ERRORS = _problems(400, 401, 403, 404, 413, 422)
@@ -269,7 +269,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         return response
 
     def caller(role: str) -> Any:
-        def check(
+        async def check(
             request: Request,
             bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
             header_key: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
@@ -517,7 +517,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
         return Response(tpp_density_svg(_ctx(vintage, as_of), highlight=point), media_type="image/svg+xml")
 
     @v1.post("/determinations", tags=["determinations"], responses=READ_ERRORS | ANSWER)
-    def determine_route(
+    async def determine_route(
         tx: Annotated[Transaction, Body(openapi_examples={"H100s to Brazil": {"value": TX_EXAMPLE}})],
         who: api_keys.Caller = viewer,
     ) -> Response:
@@ -692,7 +692,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
 
     # ---- health, metrics, docs -------------------------------------------------------------------
     @app.get("/healthz", tags=["health"], responses=_example({"status": "ok"}))
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 

@@ -121,10 +121,16 @@ def authenticate(engine: Engine, presented: str) -> Caller | None:
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "tl" or not parts[1] or not parts[2]:
         return None
-    with engine.connect() as conn:
-        row = conn.execute(select(KEYS).where(KEYS.c.id == parts[1])).first()
-    if row is None or row.revoked_at is not None:
+    mark = "?" if engine.dialect.name == "sqlite" else "%s"
+    raw = engine.raw_connection()  # checked on every request: one statement, no ORM or compilation
+    try:
+        cursor = raw.cursor()
+        cursor.execute(f"SELECT secret_hash, role, revoked_at FROM api_keys WHERE id = {mark}", (parts[1],))
+        row = cursor.fetchone()
+    finally:
+        raw.close()
+    if row is None or row[2] is not None:
         return None
-    if not hmac.compare_digest(row.secret_hash, _digest(parts[2])):
+    if not hmac.compare_digest(row[0], _digest(parts[2])):
         return None
-    return Caller(row.id, row.role)
+    return Caller(parts[1], row[1])

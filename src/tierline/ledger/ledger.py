@@ -24,7 +24,7 @@ from select import POLLIN, poll
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 
 from tierline.allowances import uveu_share_checks
 from tierline.countries import lookup
@@ -42,7 +42,7 @@ from tierline.ledger.accounts import (
     to_micro,
 )
 from tierline.ledger.db import default_url, engine_for
-from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, G2G, GENESIS, LICENSES
+from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, GENESIS, LICENSES
 from tierline.policy import Context
 from tierline.tiers import tier1_codes
 
@@ -857,10 +857,17 @@ class Ledger:
         """(committed, live holds) in TPP, counting draws dated on or before `on` (all when None).
         One statement on a pooled driver connection: the determination engine asks this per check."""
         now = _now()
-        dated = on is not None
-        sql = _USED_SQL[(self.sqlite, dated)]
         stamp: Any = _sqlite_time(now) if self.sqlite else now
-        params: tuple[Any, ...] = (account, str(on), account, stamp, str(on)) if dated else (account, account, stamp)
+        if on is None:
+            row = self._read(_USED_SQL[(self.sqlite, False)], (account, account, stamp))
+        else:
+            row = self._read(_USED_SQL[(self.sqlite, True)], (account, str(on), account, stamp, str(on)))
+        committed, held = row if row else (0, 0)
+        return Fraction(int(committed or 0), 1_000_000), Fraction(int(held or 0), 1_000_000)
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One row of a read-only statement, on a pooled driver connection (no SQLAlchemy statement
+        compilation, no transaction begun on SQLite)."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -868,8 +875,7 @@ class Ledger:
             row = cursor.fetchone()
         finally:
             raw.close()
-        committed, held = row if row else (0, 0)
-        return Fraction(int(committed or 0), 1_000_000), Fraction(int(held or 0), 1_000_000)
+        return None if row is None else tuple(row)
 
     def account_ids(self, prefix: str = "") -> list[str]:
         with self.engine.connect() as conn:
@@ -879,15 +885,11 @@ class Ledger:
             return list(conn.execute(query).scalars())
 
     def g2g_since(self, country: str) -> dt.date | None:
-        with self.engine.connect() as conn:
-            return self._g2g_since(conn, country)
-
-    @staticmethod
-    def _g2g_since(conn: Connection, country: str | None) -> dt.date | None:
-        if not country:
-            return None
-        since = conn.execute(select(G2G.c.since).where(G2G.c.country == country)).scalar()
-        return None if since is None else _date(since)
+        """The date a g2g arrangement was recorded for `country` (its allocation doubles from then)."""
+        row = self._read(
+            "SELECT since FROM g2g_arrangements WHERE country = " + ("?" if self.sqlite else "%s"), (country,)
+        )
+        return None if row is None or row[0] is None else _date(row[0])
 
     def status(
         self, *, country: str | None = None, consignee: str | None = None, as_of: dt.date | None = None
@@ -906,7 +908,8 @@ class Ledger:
                 committed, held = self.used(account, day)
                 note: str | None = None
                 try:
-                    limit = limit_micro(ref, day, self._g2g_since(conn, ref.country), licenses.get(ref.entity or ""))
+                    since = self.g2g_since(ref.country) if ref.country else None
+                    limit = limit_micro(ref, day, since, licenses.get(ref.entity or ""))
                 except TierlineError as exc:
                     limit, note = None, exc.reason
                 if ref.kind == "uveu":
