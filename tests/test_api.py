@@ -828,3 +828,16 @@ def test_keys_never_appear_in_the_logs(server: Server, keys: dict[str, Key]) -> 
         assert key.key not in log, f"key {key.id} appears in full in the server log"
         assert key.secret not in log, f"the secret of key {key.id} appears in the server log"
     assert "S" * 43 not in log
+
+
+def test_key_management_is_audited_with_the_calling_key(server: Server, keys: dict[str, Key]) -> None:
+    admin = keys["admin"]
+    with server.client(admin) as client:
+        made = client.post("/v1/keys", json={"role": "viewer", "label": "audited"})
+        assert made.status_code == 201, made.text
+        key_id = made.json()["id"]
+        assert client.delete(f"/v1/keys/{key_id}").status_code == 200
+        events = client.get("/v1/ledger/accounts/system/history").json()["events"]
+        mine = [(e["op"], e["actor"]) for e in events if e.get("key_id") == key_id]
+        assert mine == [("key_create", f"key:{admin.id}"), ("key_revoke", f"key:{admin.id}")]
+        assert client.get("/v1/ledger/verify").json()["ok"] is True

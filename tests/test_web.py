@@ -26,6 +26,7 @@ from tierline.answers import tiers_answer
 from tierline.api import keys as api_keys
 from tierline.api.app import create_app
 from tierline.countries import all_countries
+from tierline.ledger import Ledger
 from tierline.policy import Context
 from tierline.web.views import transaction_from_query
 from tierline.web.worldmap import STATIC, geometries, map_svg
@@ -47,7 +48,9 @@ def client(app: Any) -> Iterator[TestClient]:
 
 
 def key(app: Any, role: str) -> dict[str, Any]:
-    return api_keys.create_key(app.state.web_sessions.engine, role, f"{role} test")
+    return api_keys.create_key(
+        Ledger(app.state.web_sessions.engine.url.render_as_string(hide_password=False)), role, f"{role} test"
+    )
 
 
 def sign_in(client: TestClient, app: Any, role: str) -> tuple[dict[str, Any], str]:
@@ -122,7 +125,7 @@ def test_sign_out_and_revocation_end_the_session(client: TestClient, app: Any) -
     client.cookies.clear()
     made, _ = sign_in(client, app, "analyst")
     assert client.get("/v1/tiers").status_code == 200
-    api_keys.revoke_key(app.state.web_sessions.engine, made["id"])
+    api_keys.revoke_key(Ledger(app.state.web_sessions.engine.url.render_as_string(hide_password=False)), made["id"])
     assert client.get("/v1/tiers").status_code == 401
     assert client.get("/dashboard/map", follow_redirects=False).status_code == 303
 

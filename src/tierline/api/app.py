@@ -676,7 +676,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     @v1.post("/keys", tags=["keys"], status_code=201, responses=WRITE_ERRORS)
     def create_key(body: KeyRequest, who: api_keys.Caller = admin) -> dict[str, Any]:
         """Create a key; the secret is in this response only."""
-        return api_keys.create_key(engine, body.role, body.label, created_by=who.actor)
+        return api_keys.create_key(ledger, body.role, body.label, created_by=who.actor)
 
     @v1.delete("/keys/{key_id}", tags=["keys"], responses=WRITE_ERRORS | _problems(404))
     def revoke_key(
@@ -684,7 +684,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     ) -> dict[str, Any]:
         """Revoke a key: it stops working at once."""
         try:
-            return api_keys.revoke_key(engine, key_id)
+            return api_keys.revoke_key(ledger, key_id, revoked_by=who.actor)
         except TierlineError as exc:
             raise _not_found(exc, "key_id") from None
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tierline.errors import TierlineError
+from tierline.ledger.ledger import Ledger
 from tierline.ledger.schema import Base
 
 ROLES = ("viewer", "analyst", "officer", "admin")
@@ -69,8 +70,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def create_key(engine: Engine, role: str, label: str = "", created_by: str = "cli") -> dict[str, Any]:
-    """A new key; the returned ``key`` is the only time the secret is shown."""
+def create_key(ledger: Ledger, role: str, label: str = "", created_by: str = "cli") -> dict[str, Any]:
+    """A new key; the returned ``key`` is the only time the secret is shown. The creation is audited
+    (system chain) with who made it."""
+    engine = ledger.engine
     if role not in ROLES:
         raise TierlineError("role", f"{role!r} is not a role; one of {', '.join(ROLES)}")
     key_id, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
@@ -86,17 +89,23 @@ def create_key(engine: Engine, role: str, label: str = "", created_by: str = "cl
                 revoked_at=None,
             )
         )
+    ledger.record_event(
+        "key_create", {"key_id": key_id, "role": role}, actor=created_by, idempotency_key=f"key-create:{key_id}"
+    )
     return {"id": key_id, "role": role, "label": label, "key": f"tl_{key_id}_{secret}"}
 
 
-def revoke_key(engine: Engine, key_id: str) -> dict[str, Any]:
-    with engine.begin() as conn:
+def revoke_key(ledger: Ledger, key_id: str, revoked_by: str = "cli") -> dict[str, Any]:
+    """Revoke a key (it stops working at once); audited with who revoked it."""
+    with ledger.engine.begin() as conn:
         done = conn.execute(
             update(KEYS).where(KEYS.c.id == key_id, KEYS.c.revoked_at.is_(None)).values(revoked_at=_now())
         ).rowcount
         exists = conn.execute(select(KEYS.c.id).where(KEYS.c.id == key_id)).first() is not None
     if not exists:
         raise TierlineError("key_id", f"no key {key_id!r}")
+    if done:
+        ledger.record_event("key_revoke", {"key_id": key_id}, actor=revoked_by, idempotency_key=f"key-revoke:{key_id}")
     return {"id": key_id, "revoked": True, "already_revoked": not done}
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from tierline.ledger import Ledger
 
 from tierline.cli.output import JSON, console, emit_json, table
 
@@ -59,14 +61,14 @@ def _demo() -> None:
         )
         apply_result(ledger, result, orders, key=key, actor="demo")
         console.print(f"demo ledger: {result.screened:,} sample order lines screened and applied ({orders})")
-    made = create_key(ledger.engine, "admin", "demo", created_by="demo")
+    made = create_key(ledger, "admin", "demo", created_by="demo")
     console.print(f"sign in with this admin key (shown once): [bold]{made['key']}[/bold]")
 
 
-def _engine() -> Engine:
+def _ledger() -> Ledger:
     from tierline.ledger import Ledger
 
-    return Ledger().engine
+    return Ledger()
 
 
 @keys_app.command("create")
@@ -78,7 +80,7 @@ def keys_create(
     """Create a key; its secret is printed once, here, and never stored."""
     from tierline.api.keys import create_key
 
-    made = create_key(_engine(), role, label)
+    made = create_key(_ledger(), role, label)
     if as_json:
         emit_json(made)
         return
@@ -92,7 +94,7 @@ def keys_revoke(
     """Revoke a key: it stops working at once."""
     from tierline.api.keys import revoke_key
 
-    done = revoke_key(_engine(), key_id)
+    done = revoke_key(_ledger(), key_id)
     emit_json(done) if as_json else console.print(f"key {key_id} revoked")
 
 
@@ -101,7 +103,7 @@ def keys_list(as_json: bool = JSON, role: Optional[str] = typer.Option(None, "--
     """The keys (never their secrets)."""
     from tierline.api.keys import list_keys
 
-    rows = [k for k in list_keys(_engine()) if not role or k["role"] == role]
+    rows = [k for k in list_keys(_ledger().engine) if not role or k["role"] == role]
     if as_json:
         emit_json({"keys": rows})
         return

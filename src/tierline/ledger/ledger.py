@@ -796,6 +796,18 @@ class Ledger:
 
         return self._idempotent(idempotency_key, request, work)
 
+    def record_event(self, op: str, data: dict[str, str], *, actor: str | None, idempotency_key: str) -> dict[str, Any]:
+        """Append an event with no balance to the system audit chain: writes outside the accounts (API
+        keys created and revoked) are audited with whoever made them."""
+        request = {"op": op, **data, "actor": actor}
+
+        def work(tx: _Tx, rows: Rows) -> dict[str, Any]:
+            row = self._lock(tx, rows, [SYSTEM])[SYSTEM]
+            self._event(tx, row, {"op": op, **data, "actor": actor})
+            return {"op": op, **data}
+
+        return self._idempotent(idempotency_key, request, work)
+
     def record_license(
         self,
         license_id: str,
