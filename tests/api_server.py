@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import TIERLINE, CliResult, run_cli
+from helpers import TIERLINE, CliResult, free_port, run_cli, stop_process
 
 POSTGRES_URL_ENV = "TIERLINE_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "TIERLINE_REQUIRE_POSTGRES"
@@ -123,19 +122,7 @@ class Server:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        stop_process(self.process)
 
 
 def _postgres_server_url() -> str:
@@ -183,7 +170,7 @@ def _start(backend: str, folder: Path, database_url: str | None) -> Server:
         env["TIERLINE_DATABASE_URL"] = database_url
     failures = []
     for attempt in range(3):  # a free port can be taken between choosing it and binding it
-        port = _free_port()
+        port = free_port()
         log_path = folder / f"server-{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(

@@ -79,3 +79,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
     full_env.setdefault("COLUMNS", "200")
     proc = subprocess.run([str(TIERLINE), *args], capture_output=True, text=True, env=full_env, timeout=60, check=False)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def free_port() -> int:
+    """A loopback port free right now (a server started on it may still race for it: retry then)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process, killing it if it does not stop within ten seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

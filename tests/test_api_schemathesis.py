@@ -29,7 +29,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import traceback
 import warnings
@@ -52,7 +51,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-TIERLINE = Path(sys.executable).with_name("tierline")
+from helpers import TIERLINE, free_port, stop_process
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Per operation and generation mode (positive, negative); raise it for a deeper local run.
 MAX_EXAMPLES = int(os.environ.get("TIERLINE_API_FUZZ_EXAMPLES", "25"))
@@ -146,12 +146,6 @@ class Server:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TIERLINE_DATABASE_URL", "TIERLINE_POLICY_DIR")}
     return {**env, "TIERLINE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
@@ -169,7 +163,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         check=True,
         timeout=60,
     )
-    port = _free_port()
+    port = free_port()
     log = home / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -195,12 +189,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         _seed(srv)
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _seed(srv: Server) -> None:
@@ -882,7 +871,6 @@ def test_connection_survives_a_server_error() -> None:
     """B4 (fixed): an unexpected error used to escape to uvicorn, which closed the keep-alive connection
     without ``Connection: close``, so a pooled client got ECONNRESET next. tierline's CatchAll answers
     the 500 problem itself. Shown on a real uvicorn server on loopback with a route that raises."""
-    import socket
     import threading
 
     import uvicorn

@@ -11,7 +11,6 @@ tests are skipped, unless ``TIERLINE_REQUIRE_BROWSER=1``, when they fail.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import PROJECT, TIERLINE, run_cli
+from helpers import PROJECT, TIERLINE, free_port, run_cli, stop_process
 
 CHROMIUM = Path(os.environ.get("TIERLINE_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_ENV = "TIERLINE_REQUIRE_BROWSER"
@@ -70,19 +69,7 @@ class WebServer:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.key(role)}"}, timeout=60.0)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        stop_process(self.process)
 
 
 def start_server(folder: Path) -> WebServer:
@@ -97,7 +84,7 @@ def start_server(folder: Path) -> WebServer:
     env["PYTHONUNBUFFERED"] = "1"
     failures = []
     for attempt in range(3):  # a free port can be taken between choosing and binding it
-        port = _free_port()
+        port = free_port()
         log_path = folder / f"server-{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
