@@ -653,7 +653,7 @@ def _level(outcome: str | None) -> str | None:
 
 # ---- the answer --------------------------------------------------------------------------------------
 def _vintage_row(design: Design, ctx: Context, name: str) -> dict[str, Any]:
-    vctx = Context(vintage=get_vintage(name), as_of=ctx.as_of, parameters=ctx.parameters)
+    vctx = Context(vintage=get_vintage(name), as_of=ctx.as_of, parameters=ctx.parameters, reform=ctx.reform)
     m, result = measures(design, vctx)
     hbm = _hbm_status(design, vctx)
     return {

@@ -24,7 +24,11 @@ def supp5a_date(ctx: Context) -> dt.date:
 
 
 def tier1_codes(ctx: Context) -> frozenset[str]:
-    return country_groups().members("SUPP5A", supp5a_date(ctx)) | {UNITED_STATES}
+    on = supp5a_date(ctx)
+    listed = country_groups().members("SUPP5A", on)
+    if ctx.reform is not None:
+        listed = ctx.reform.members("SUPP5A", listed, on)
+    return listed | {UNITED_STATES}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -34,6 +38,8 @@ def d5_or_macau(on: dt.date) -> frozenset[str]:
 
 
 def tier3_codes(ctx: Context) -> frozenset[str]:
+    if ctx.reform is not None:
+        return ctx.reform.members("D:5", d5_or_macau(ctx.as_of), ctx.as_of) | {MACAU}
     return d5_or_macau(ctx.as_of)
 
 

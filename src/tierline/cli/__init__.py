@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, countries, design, ledger, policy, screen, serve
+from tierline.cli import check, classify, countries, design, ledger, policy, scenario, screen, serve
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("screen")(screen.screen_command)
 app.command("sample-orders")(screen.sample_orders_command)
 app.command("serve")(serve.serve_command)
 app.add_typer(serve.keys_app, name="keys")
+app.add_typer(scenario.scenario_app, name="scenario")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from tierline.determination.model import EndUse, Transaction
 from tierline.determination.outcome import Draw, Obligation, Outcome
 from tierline.determination.requirements import licence_required
 from tierline.determination.review import review_policy
+from tierline.reforms import Reform
 from tierline.trace import TraceStep
 
 AUTHORIZATION_RANK = ["NLR", "AIA", "ACM", "ACA", "UVEU", "NVEU", "LPP", "NAC", "LICENSE"]
@@ -212,7 +213,9 @@ def decide(facts: Facts, lines: list[LineFacts], state: AllowanceState | None = 
     return Determination(facts, results, _red_flags(facts))
 
 
-def determine(tx: Transaction, state: AllowanceState | None = None) -> Determination:
-    """Determine licence requirements for a transaction against the allowance state (pure: reads only)."""
-    facts = transaction_facts(tx)
+def determine(tx: Transaction, state: AllowanceState | None = None, reform: Reform | None = None) -> Determination:
+    """Determine licence requirements for a transaction against the allowance state (pure: reads only).
+
+    `reform` evaluates the transaction under a scenario (tierline.reforms) instead of the law."""
+    facts = transaction_facts(tx, reform)
     return decide(facts, [line_facts(item, i, facts) for i, item in enumerate(tx.items)], state)

@@ -15,7 +15,8 @@ from tierline.errors import TierlineError
 from tierline.groups import ear_destination
 from tierline.policy import Context
 from tierline.policy.vintages import load_vintages
-from tierline.tiers import UNITED_STATES, d5_or_macau, tier1_codes, tier_of
+from tierline.reforms import Reform
+from tierline.tiers import UNITED_STATES, tier1_codes, tier3_codes, tier_of
 from tierline.tpp import Rate
 from tierline.trace import TraceStep
 from tierline.weights import WeightsClassification, classify_weights
@@ -25,13 +26,13 @@ HQ_CITATION = "15 CFR 742.6(a)(6)(iii) (headquarters rule, formerly 15 CFR 744.2
 
 
 @functools.lru_cache(maxsize=4096)
-def context_for(vintage: str, on: dt.date) -> Context:
-    return Context.make(vintage, on)
+def context_for(vintage: str, on: dt.date, reform: Reform | None = None) -> Context:
+    return Context.make(vintage, on, reform)
 
 
 @functools.lru_cache(maxsize=65536)
-def _classify_cached(spec: ItemSpec, vintage: str, on: dt.date) -> Classification:
-    return classify(spec, context_for(vintage, on))
+def _classify_cached(spec: ItemSpec, vintage: str, on: dt.date, reform: Reform | None = None) -> Classification:
+    return classify(spec, context_for(vintage, on, reform))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -133,7 +134,7 @@ def _party(party: Party, role: str, on: dt.date, d5: frozenset[str], tier1: froz
     return PartyFacts(party, role, location, hq, parent, reasons, hq in tier1 and parent in tier1)
 
 
-def transaction_facts(tx: Transaction) -> Facts:
+def transaction_facts(tx: Transaction, reform: Reform | None = None) -> Facts:
     """Resolve countries, vintage, kind and parties; errors name the field at fault."""
     vintages = load_vintages()
     if tx.vintage not in vintages:
@@ -145,7 +146,7 @@ def transaction_facts(tx: Transaction) -> Facts:
         raise TierlineError(
             "date", f"{tx.date} is before vintage {vintage.name} took effect on {vintage.in_force_from}{hint}"
         )
-    ctx = context_for(tx.vintage, tx.date)
+    ctx = context_for(tx.vintage, tx.date, reform)
     on = tx.date
     destination = _ear_code(tx.destination, on, "destination")
     origin = _ear_code(tx.export_from, on, "export_from")
@@ -171,7 +172,7 @@ def transaction_facts(tx: Transaction) -> Facts:
             f"{tx.ultimate_consignee.country} contradicts the destination {tx.destination}: "
             "the ultimate consignee is located in the destination",
         )
-    d5 = d5_or_macau(on)
+    d5 = tier3_codes(ctx)  # D:5 plus Macau on `on` (ctx.as_of), with a reform's D:5 changes
     tier1 = tier1_codes(ctx)
     parties = [_party(tx.ultimate_consignee, "ultimate_consignee", on, d5, tier1)]
     if tx.end_user:
@@ -231,7 +232,7 @@ def line_facts(item: LineItem, index: int, facts: Facts) -> LineFacts:
         )
     try:
         spec, bandwidth = _item_spec(item, index)
-        result = _classify_cached(spec, facts.tx.vintage, facts.tx.date)
+        result = _classify_cached(spec, facts.tx.vintage, facts.tx.date, facts.ctx.reform)
     except TierlineError as exc:
         field_name = exc.field if exc.field.startswith("items[") else f"items[{index}].{exc.field}"
         raise TierlineError(field_name, exc.reason) from None

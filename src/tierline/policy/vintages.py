@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,6 +21,9 @@ from tierline.policy.parameters import (
     Reference,
     load_parameters,
 )
+
+if TYPE_CHECKING:
+    from tierline.reforms import Reform
 
 DEFAULT_VINTAGE = "ai-diffusion"
 POLICY_DIR_ENV = "TIERLINE_POLICY_DIR"  # a directory of parameter files used instead of the bundled ones
@@ -146,12 +149,18 @@ class Context:
     as_of: dt.date
     parameters: ParameterTree = field(default_factory=lambda: load_parameters(os.environ.get(POLICY_DIR_ENV) or None))
     _uses: dict[str, ParameterUse] = field(default_factory=dict, repr=False, compare=False)
+    reform: Reform | None = None  # a scenario: its parameters are in `parameters`, its group changes read by tiers
 
     @classmethod
-    def make(cls, vintage: str | None = None, as_of: str | dt.date | None = None) -> Context:
-        """Build a context; `as_of` defaults to today, `vintage` to ``ai-diffusion``."""
+    def make(
+        cls, vintage: str | None = None, as_of: str | dt.date | None = None, reform: Reform | None = None
+    ) -> Context:
+        """Build a context; `as_of` defaults to today, `vintage` to ``ai-diffusion``; `reform` overlays a scenario."""
         day = parse_date(as_of, "as_of") if as_of is not None else dt.date.today()
-        return cls(vintage=get_vintage(vintage or DEFAULT_VINTAGE), as_of=day)
+        if reform is None:
+            return cls(vintage=get_vintage(vintage or DEFAULT_VINTAGE), as_of=day)
+        tree = reform.apply(load_parameters(os.environ.get(POLICY_DIR_ENV) or None))
+        return cls(vintage=get_vintage(vintage or DEFAULT_VINTAGE), as_of=day, parameters=tree, reform=reform)
 
     def parameter(self, path: str) -> Parameter:
         param = self.parameters.get(path)
@@ -195,5 +204,6 @@ class Context:
         return {
             "vintage": self.vintage.name,
             "as_of": self.as_of.isoformat(),
+            **({"reform": self.reform.name} if self.reform is not None else {}),
             **({"vintage_warnings": warnings} if warnings else {}),
         }
