@@ -171,3 +171,39 @@ def test_cli_add_refuses_an_invalid_reform(tmp_path: Path) -> None:
     assert not (tmp_path / "scenarios" / "bad.yaml").exists()
     missing = run_cli("scenario", "show", "nope", env={"TIERLINE_HOME": str(tmp_path)})
     assert missing.code == 2 and "unknown scenario 'nope'" in missing.stderr
+
+
+H100_TO_PL = [
+    "check", "--chip", "H100 SXM5", "--qty", "2000", "--to", "PL", "--as-of", "2025-07-01",
+    "--certification", "aia_certification", "--certification", "approved_designer", "--json",
+]  # fmt: skip
+
+
+def test_cli_answers_under_a_scenario(tmp_path: Path) -> None:
+    env = {"TIERLINE_HOME": str(tmp_path / "home")}
+    # Tier 1 is the US and 18 allies (19) on 2025-07-01; the bundled poland-tier1 reform adds PL: 20
+    tiers = run_cli("tiers", "--as-of", "2025-07-01", "--scenario", "poland-tier1", "--json", env=env).json()
+    assert tiers["counts"]["1"] == 19 + 1 and tiers["reform"] == "poland-tier1"
+    assert "PL" in {c["iso2"] for c in tiers["members"]["1"]}
+    assert (
+        run_cli("country", "PL", "--as-of", "2025-07-01", "--scenario", "poland-tier1", "--json", env=env).json()[
+            "tier"
+        ]
+        == 1
+    )
+    # the law: Tier 2 destination, so AIA fails and 2,000 H100s (31.7M TPP > 26.9M LPP) need a licence (exit 10)
+    law = run_cli(*H100_TO_PL, env=env)
+    assert law.code == 10 and law.json()["authorization"] == "LICENSE" and "reform" not in law.json()
+    # the scenario: PL in supp. no. 5(a), consignee headquartered there, certifications given -> AIA (exit 0)
+    reformed = run_cli(*H100_TO_PL, "--scenario", "poland-tier1", env=env)
+    assert reformed.code == 0 and reformed.json()["authorization"] == "AIA"
+    assert reformed.json()["reform"] == "poland-tier1"
+
+
+def test_cli_refuses_to_apply_a_scenario(tmp_path: Path) -> None:
+    env = {"TIERLINE_HOME": str(tmp_path / "home")}
+    result = run_cli(*H100_TO_PL, "--scenario", "poland-tier1", "--apply", env=env)
+    assert result.code == 2 and "--scenario" in result.stderr and "cannot be applied" in result.stderr
+    assert run_cli("ledger", "status", "--json", env=env).json()["accounts"] == []
+    unknown = run_cli("tiers", "--scenario", "no-such-reform", env=env)
+    assert unknown.code == 2 and "no-such-reform" in unknown.stderr

@@ -10,10 +10,11 @@ from typing import Any, Optional
 import typer
 import yaml
 
-from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
+from tierline.cli.output import AS_OF, JSON, SCENARIO, VINTAGE, console, context, emit_json, stamp_line, table
 from tierline.determination import Transaction, determine
 from tierline.errors import TierlineError, parse_date
 from tierline.ledger.applying import apply_determination
+from tierline.reforms import get_reform
 from tierline.weights import ModelWeights, classify_weights
 
 EXIT_NO_LICENCE, EXIT_LICENCE, EXIT_DENIAL = 0, 10, 11
@@ -131,6 +132,7 @@ def check_command(
     vintage: Optional[str] = typer.Option(
         None, "--vintage", help="Rule vintage (default: the file's, else ai-diffusion)."
     ),
+    scenario: Optional[str] = SCENARIO,
 ) -> None:
     """Determine whether a licence is needed, which authorization applies, and why.
 
@@ -165,7 +167,10 @@ def check_command(
     if as_of and file is not None:
         data["date"] = parse_date(as_of, "--as-of").isoformat()
     tx = Transaction.model_validate(data)
-    answer = apply_determination(tx, key, actor) if apply else determine(tx).as_dict()
+    if scenario and apply:
+        raise TierlineError("--scenario", "a scenario is not law: its answer cannot be applied to the ledger")
+    reform = get_reform(scenario) if scenario else None
+    answer = apply_determination(tx, key, actor) if apply else determine(tx, reform=reform).as_dict()
     if as_json:
         emit_json(answer)
     else:

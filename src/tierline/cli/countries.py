@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from tierline.answers import country_answer, tiers_answer
-from tierline.cli.output import AS_OF, JSON, VINTAGE, console, context, emit_json, stamp_line, table
+from tierline.cli.output import AS_OF, JSON, SCENARIO, VINTAGE, console, context, emit_json, stamp_line, table
 
 
 def country_command(
@@ -15,9 +15,10 @@ def country_command(
     as_json: bool = JSON,
     as_of: Optional[str] = AS_OF,
     vintage: str = VINTAGE,
+    scenario: Optional[str] = SCENARIO,
 ) -> None:
     """A destination's Country Groups and AI Diffusion tier on a date, with its dated changes."""
-    ctx = context(vintage, as_of)
+    ctx = context(vintage, as_of, scenario)
     answer = country_answer(code, ctx)
     if as_json:
         emit_json(answer)
@@ -48,9 +49,10 @@ def tiers_command(
     as_json: bool = JSON,
     as_of: Optional[str] = AS_OF,
     vintage: str = VINTAGE,
+    scenario: Optional[str] = SCENARIO,
 ) -> None:
     """Tier counts and members on a date (Hong Kong counted under Tier 3 as part of China)."""
-    ctx = context(vintage, as_of)
+    ctx = context(vintage, as_of, scenario)
     answer = tiers_answer(ctx, tier)
     if as_json:
         emit_json(answer)

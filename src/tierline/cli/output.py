@@ -20,12 +20,17 @@ err_console = Console(stderr=True, emoji=False)
 AS_OF = typer.Option(None, "--as-of", help="Date the answer is computed for (YYYY-MM-DD; default: today).")
 VINTAGE = typer.Option("ai-diffusion", "--vintage", help="Rule vintage: ear-2023, ai-diffusion, enforcement-posture.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+SCENARIO = typer.Option(
+    None, "--scenario", help="A stored reform (tierline scenario list): answer as if it were in force."
+)
 
 
-def context(vintage: str, as_of: str | None) -> Context:
+def context(vintage: str, as_of: str | None, scenario: str | None = None) -> Context:
     from tierline.errors import parse_date
+    from tierline.reforms import get_reform
 
-    return Context.make(vintage, parse_date(as_of, "--as-of") if as_of is not None else None)
+    reform = get_reform(scenario) if scenario else None
+    return Context.make(vintage, parse_date(as_of, "--as-of") if as_of is not None else None, reform)
 
 
 def _default(value: Any) -> Any:
