@@ -24,7 +24,7 @@ from select import POLLIN, poll
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from tierline.allowances import uveu_share_checks
 from tierline.countries import lookup
@@ -42,7 +42,7 @@ from tierline.ledger.accounts import (
     to_micro,
 )
 from tierline.ledger.db import default_url, engine_for
-from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, GENESIS, LICENSES
+from tierline.ledger.schema import ACCOUNTS, AUDIT, ENTRIES, G2G, GENESIS, HOLDS, LICENSES
 from tierline.policy import Context
 from tierline.tiers import tier1_codes
 
@@ -876,6 +876,25 @@ class Ledger:
             row = self._read(_USED_SQL[(self.sqlite, True)], (account, str(on), account, stamp, str(on)))
         committed, held = row if row else (0, 0)
         return Fraction(int(committed or 0), 1_000_000), Fraction(int(held or 0), 1_000_000)
+
+    def usage(self, on: dt.date) -> dict[str, Fraction]:
+        """Every account's committed entries plus live holds dated on or before `on`, in TPP, read in
+        one pass (what `used` gives for one account; bulk screening starts from it)."""
+        out: dict[str, Fraction] = {}
+        committed = select(ENTRIES.c.account_id, func.sum(ENTRIES.c.amount_micro)).where(ENTRIES.c.effective_date <= on)
+        held = select(HOLDS.c.account_id, func.sum(HOLDS.c.amount_micro)).where(
+            HOLDS.c.status == "held", HOLDS.c.expires_at > _now(), HOLDS.c.effective_date <= on
+        )
+        with self.engine.connect() as conn:
+            for query in (committed, held):
+                for account, micro in conn.execute(query.group_by(query.selected_columns[0])):
+                    out[account] = out.get(account, Fraction(0)) + Fraction(int(micro), 1_000_000)
+        return {a: v for a, v in out.items() if v}
+
+    def g2g_arrangements(self) -> dict[str, dt.date]:
+        """Every recorded g2g arrangement: country -> the date its allocation doubles from."""
+        with self.engine.connect() as conn:
+            return {row.country: _date(row.since) for row in conn.execute(select(G2G))}
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row of a read-only statement, on a pooled driver connection (no SQLAlchemy statement

@@ -53,13 +53,14 @@ class Snapshot:
 
     used: dict[str, Fraction] = field(default_factory=dict)
     g2g: dict[str, dt.date] = field(default_factory=dict)
+    as_of: dt.date | None = None  # the date the usage is counted to (the book's first date)
 
     @classmethod
     def of(cls, state: AllowanceState, on: dt.date) -> Snapshot:
         """Every account of `state` as of `on`, and its g2g dates."""
         used = {a: Fraction(v) for a, v in state.accounts("", on).items() if v}
         g2g = {c: d for c in all_countries() if (d := state.g2g_since(c)) is not None}
-        return cls(used, g2g)
+        return cls(used, g2g, on)
 
     def state(self) -> InMemoryAllowances:
         return InMemoryAllowances(self.used, self.g2g)

@@ -101,23 +101,31 @@ def first_date(orders: Path) -> dt.date | None:
     return None
 
 
+def _snapshot(state: AllowanceState | None, orders: Path) -> Snapshot:
+    first = first_date(orders)
+    if state is None or first is None:
+        return Snapshot(as_of=first)
+    return Snapshot.of(state, first)
+
+
 def screen_file(
     orders: Path,
     out: Path | None,
     *,
-    state: AllowanceState,
     vintage: str,
+    state: AllowanceState | None = None,
+    start: Snapshot | None = None,
     skip_invalid: bool = False,
     collect_draws: bool = False,
     chunk_size: int = CHUNK,
     progress: Progress | None = None,
 ) -> Result:
-    """Screen `orders` into `out`. Invalid rows refuse the whole file (no output, a report beside it)
-    unless `skip_invalid`, which screens the valid rows and writes the rejects beside the output."""
-    start = first_date(orders)
-    snapshot = Snapshot.of(state, start) if start is not None else Snapshot()
+    """Screen `orders` into `out`, starting from `start` (or from `state` as of the book's first
+    date). Invalid rows refuse the whole file (no output, a report beside it) unless `skip_invalid`,
+    which screens the valid rows and writes the rejects beside the output."""
+    snapshot = start if start is not None else _snapshot(state, orders)
     screener = Screener(snapshot, vintage, collect_draws=collect_draws)
-    result = Result(vintage=vintage, first_date=start)
+    result = Result(vintage=vintage, first_date=snapshot.as_of)
     writer = _Writer(out) if out is not None else None
     rejects: list[pl.DataFrame] = []
     try:
@@ -209,24 +217,8 @@ def batch_note(orders: Path, vintage: str, lines: int) -> str:
 
 
 def ledger_snapshot(ledger: Any, on: dt.date) -> Snapshot:
-    """The ledger's usage as of `on` (committed entries and live holds dated on or before it) and its
-    g2g arrangements, read in one pass."""
-    from sqlalchemy import func, select
-
-    from tierline.ledger.ledger import _now
-    from tierline.ledger.schema import ENTRIES, G2G, HOLDS
-
-    used: dict[str, Fraction] = {}
-    with ledger.engine.connect() as conn:
-        committed = select(ENTRIES.c.account_id, func.sum(ENTRIES.c.amount_micro)).where(ENTRIES.c.effective_date <= on)
-        held = select(HOLDS.c.account_id, func.sum(HOLDS.c.amount_micro)).where(
-            HOLDS.c.status == "held", HOLDS.c.expires_at > _now(), HOLDS.c.effective_date <= on
-        )
-        for query in (committed, held):
-            for account, micro in conn.execute(query.group_by(query.selected_columns[0])):
-                used[account] = used.get(account, Fraction(0)) + Fraction(int(micro), 1_000_000)
-        g2g = {row.country: row.since for row in conn.execute(select(G2G))}
-    return Snapshot({a: v for a, v in used.items() if v}, {c: _as_date(d) for c, d in g2g.items()})
+    """The ledger's usage as of `on` and its g2g arrangements."""
+    return Snapshot(ledger.usage(on), ledger.g2g_arrangements(), on)
 
 
 def screen_against_ledger(
@@ -241,12 +233,11 @@ def screen_against_ledger(
     progress: Progress | None = None,
 ) -> Result:
     """`screen_file` starting from the ledger's usage as of the book's first date."""
-    start = first_date(orders) if orders.is_file() else None
-    snapshot = ledger_snapshot(ledger, start) if start is not None else Snapshot()
+    first = first_date(orders) if orders.is_file() else None
     return screen_file(
         orders,
         out,
-        state=snapshot.state(),
+        start=ledger_snapshot(ledger, first) if first is not None else Snapshot(),
         vintage=vintage,
         skip_invalid=skip_invalid,
         collect_draws=collect_draws,
@@ -271,10 +262,6 @@ def apply_result(
         note=batch_note(orders, result.vintage, result.screened) + note,
         headquarters=result.headquarters,
     )
-
-
-def _as_date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
 def applied_response(ledger: Any, key: str, orders: Path, vintage: str) -> dict[str, Any] | None:
