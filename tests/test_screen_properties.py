@@ -15,6 +15,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tierline.reforms import Reform, get_reform
 from tierline.screen.engine import DECISION_SCHEMA, Snapshot, screen_scalar
 from tierline.screen.read import batches, parse
 from tierline.screen.run import screen_file
@@ -35,6 +36,8 @@ DAYS = [
     dt.date(2025, 1, 15),
     dt.date(2025, 5, 14),
     dt.date(2025, 5, 15),
+    dt.date(2025, 6, 30),  # the day before poland-tier1 moves PL to Tier 1
+    dt.date(2025, 7, 1),
     dt.date(2025, 12, 31),
     dt.date(2026, 1, 1),
     dt.date(2026, 1, 14),
@@ -140,7 +143,7 @@ def _write(lines: list[dict[str, Any]], path: Path, fmt: str) -> None:
         frame.write_ndjson(path)
 
 
-def _scalar(path: Path, snapshot: Snapshot) -> tuple[pl.DataFrame, set[tuple[int, str]]]:
+def _scalar(path: Path, snapshot: Snapshot, reform: Reform | None) -> tuple[pl.DataFrame, set[tuple[int, str]]]:
     state = snapshot.state()
     rows: list[dict[str, Any]] = []
     bad: set[tuple[int, str]] = set()
@@ -148,7 +151,7 @@ def _scalar(path: Path, snapshot: Snapshot) -> tuple[pl.DataFrame, set[tuple[int
         typed, wrong = parse(batch)
         bad |= {(r["line"], r["column"]) for r in wrong.iter_rows(named=True)}
         ok = typed.filter(~pl.col("line").is_in(wrong["line"].implode()))
-        found, failed = screen_scalar(ok, state, "ai-diffusion")
+        found, failed = screen_scalar(ok, state, "ai-diffusion", reform)
         rows += found
         bad |= {(b.line, b.column) for b in failed}
     return pl.DataFrame(rows, schema=DECISION_SCHEMA), bad
@@ -160,14 +163,26 @@ def _scalar(path: Path, snapshot: Snapshot) -> tuple[pl.DataFrame, set[tuple[int
     snapshot=starting_state(),
     fmt=st.sampled_from(["csv", "parquet", "jsonl"]),
     chunk=st.sampled_from([3, 7, 1000]),
+    scenario=st.sampled_from([None, None, "poland-tier1", "lpp-10m", "double-tier2"]),
 )
-def test_vectorized_equals_scalar(lines: list[dict[str, Any]], snapshot: Snapshot, fmt: str, chunk: int) -> None:
+def test_vectorized_equals_scalar(
+    lines: list[dict[str, Any]], snapshot: Snapshot, fmt: str, chunk: int, scenario: str | None
+) -> None:
+    """Also under a scenario: the reform reaches the vectorized engine's plans and epochs exactly as
+    it reaches the scalar engine (poland-tier1 and lpp-10m change facts mid-book)."""
+    reform = get_reform(scenario) if scenario else None
     with tempfile.TemporaryDirectory() as tmp:
         orders, out = Path(tmp) / f"orders.{fmt}", Path(tmp) / "decisions.parquet"
         _write(lines, orders, fmt)
-        expected, expected_bad = _scalar(orders, snapshot)
+        expected, expected_bad = _scalar(orders, snapshot, reform)
         result = screen_file(
-            orders, out, state=snapshot.state(), vintage="ai-diffusion", skip_invalid=True, chunk_size=chunk
+            orders,
+            out,
+            state=snapshot.state(),
+            vintage="ai-diffusion",
+            reform=reform,
+            skip_invalid=True,
+            chunk_size=chunk,
         )
         got = pl.read_parquet(out)
         report = pl.read_csv(result.rejects, infer_schema=False) if result.rejects else None

@@ -41,6 +41,7 @@ import yaml
 from tierline.countries import lookup
 from tierline.errors import PolicyDataError, TierlineError
 from tierline.groups import GROUPS, PSEUDO_GROUPS, GroupChange
+from tierline.policy.epochs import dates_in
 from tierline.policy.parameters import Parameter, ParameterTree, Reference, _check_value, load_parameters
 from tierline.policy.vintages import POLICY_DIR_ENV
 
@@ -75,6 +76,11 @@ class Reform:
 
     def citation(self) -> str:
         return f"reform {self.name} (scenario, not law)"
+
+    def dates(self) -> tuple[dt.date, ...]:
+        """Every date this reform changes something on (policy epochs start there)."""
+        inside = {d for c in self.parameters for d in dates_in(c.value)}
+        return tuple(sorted({c.effective for c in self.parameters} | {g.effective for g in self.groups} | inside))
 
     def members(self, group: str, base: frozenset[str], on: dt.date) -> frozenset[str]:
         """`base` (the group's members on `on`) with this reform's changes dated on or before `on`."""

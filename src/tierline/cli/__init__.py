@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, countries, design, ledger, policy, scenario, screen, serve
+from tierline.cli import check, classify, compare, countries, design, ledger, policy, scenario, screen, serve
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("check")(check.check_command)
 app.command("weights")(check.weights_command)
 app.add_typer(ledger.ledger_app, name="ledger")
 app.command("screen")(screen.screen_command)
+app.command("compare")(compare.compare_command)
 app.command("sample-orders")(screen.sample_orders_command)
 app.command("serve")(serve.serve_command)
 app.add_typer(serve.keys_app, name="keys")

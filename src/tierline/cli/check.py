@@ -55,6 +55,14 @@ def _load(path: Path) -> Any:
         ) from None
 
 
+def load_transaction(path: Path) -> Transaction:
+    """A transaction from a JSON or YAML file (as for ``check --file``)."""
+    data = _load(path)
+    if not isinstance(data, dict):
+        raise TierlineError("--file", "a transaction is a mapping of fields")
+    return Transaction.model_validate(data)
+
+
 def show_determination(answer: dict[str, Any]) -> None:
     verdict = "[green]No licence required[/green]" if not answer["license_required"] else "[red]Licence required[/red]"
     console.print(

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from tierline.cli.output import JSON, VINTAGE, console, emit_json, err_console, table
+from tierline.cli.output import JSON, SCENARIO, VINTAGE, console, emit_json, err_console, table
 from tierline.errors import TierlineError
 
 EXIT_REFUSED = 2
@@ -35,6 +35,7 @@ def screen_command(
     orders: Path = typer.Argument(..., help="Order book: .csv, .parquet or .jsonl (docs/screening.md)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Decisions file (default: ORDERS.decisions.EXT)."),
     vintage: str = VINTAGE,
+    scenario: Optional[str] = SCENARIO,
     apply: bool = typer.Option(False, "--apply", help="Record the batch's draws in the ledger (all or none)."),
     key: Optional[str] = typer.Option(None, "--key", help="Idempotency key of --apply (default: file + vintage)."),
     actor: Optional[str] = typer.Option(None, "--actor", help="Who applies the batch (audit trail)."),
@@ -47,8 +48,12 @@ def screen_command(
 ) -> None:
     """Screen every line of an order book; allowances accumulate line by line in file order."""
     from tierline.ledger import Ledger
+    from tierline.reforms import get_reform
     from tierline.screen.run import applied_response, apply_result, batch_key, screen_against_ledger
 
+    if apply and scenario:
+        raise TierlineError("--scenario", "a scenario is not law: --apply is refused with --scenario")
+    reform = get_reform(scenario) if scenario else None
     out = out or _default_out(orders)
     if out.resolve() == orders.resolve():
         raise TierlineError("--out", "the decisions would overwrite the order book")
@@ -66,6 +71,7 @@ def screen_command(
             orders,
             out,
             vintage=vintage,
+            reform=reform,
             skip_invalid=skip_invalid,
             collect_draws=apply,
             chunk_size=chunk_size,

@@ -17,22 +17,22 @@ from tierline.policy.vintages import POLICY_DIR_ENV, load_vintages
 DAY = dt.timedelta(days=1)
 
 
-def _dates_in(value: Any) -> Iterator[dt.date]:
+def dates_in(value: Any) -> Iterator[dt.date]:
     if isinstance(value, dt.date):
         yield value
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _dates_in(item)
+            yield from dates_in(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _dates_in(item)
+            yield from dates_in(item)
 
 
 def _policy_dates(policy_dir: str | None) -> Iterator[dt.date]:
     for param in load_parameters(policy_dir):
         for start, value in param.values:
             yield start
-            yield from _dates_in(value)
+            yield from dates_in(value)
     for vintage in load_vintages().values():
         yield vintage.in_force_from
         if vintage.compliance_from:

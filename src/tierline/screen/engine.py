@@ -23,6 +23,7 @@ from tierline.countries import all_countries
 from tierline.determination.engine import determine
 from tierline.errors import TierlineError
 from tierline.policy.epochs import change_dates
+from tierline.reforms import Reform
 from tierline.screen.kernel import CAP, SHARES, accumulate
 from tierline.screen.orders import DECISION_COLUMNS, PROFILE, column_of, decision_row, transaction_for
 from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, plan_or_error
@@ -73,13 +74,16 @@ def _days(dates: pl.Series) -> np.ndarray:
 class Screener:
     """The vectorized engine. Feed parsed batches in file order with `screen`; state carries over."""
 
-    def __init__(self, snapshot: Snapshot, vintage: str, *, collect_draws: bool = False) -> None:
+    def __init__(
+        self, snapshot: Snapshot, vintage: str, *, reform: Reform | None = None, collect_draws: bool = False
+    ) -> None:
         self.snapshot = snapshot
         self.vintage = vintage
+        self.reform = reform
         self.collect_draws = collect_draws
         self.draws: dict[tuple[str, dt.date], Fraction] = {}  # with collect_draws: per account and date
         self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
-        bounds = change_dates(snapshot.g2g.values())
+        bounds = change_dates([*snapshot.g2g.values(), *(reform.dates() if reform else ())])
         self.bounds = np.array([(d - EPOCH_DAY).days for d in bounds], dtype=np.int64)
         self.scale = 1
         self.plan_ids: dict[tuple[int, int], int] = {}
@@ -113,7 +117,7 @@ class Screener:
         return max(start, dt.date(day.year, 1, 1))
 
     def _plan(self, row: dict[str, Any]) -> int:
-        plan = plan_or_error(row, self.vintage, self.snapshot.g2g)
+        plan = plan_or_error(row, self.vintage, self.snapshot.g2g, self.reform)
         self.plans.append(plan)
         self.plan_rows.append([])
         if isinstance(plan, Plan):
@@ -285,7 +289,7 @@ class Screener:
     def _bad_line(self, row: dict[str, Any], error: Plan | TierlineError) -> BadRow:
         assert isinstance(error, TierlineError)
         if error.field in ("date", "vintage"):  # the reason names the line's own date
-            error = _scalar_error(row, self.vintage) or error
+            error = _scalar_error(row, self.vintage, self.reform) or error
         column = column_of(error.field)
         value = row.get(column)
         return BadRow(row["line"], column, None if value is None else str(value), error.reason)
@@ -410,6 +414,7 @@ DECISION_SCHEMA: dict[str, Any] = {
     "line_id": pl.String,
     "date": pl.Date,
     "vintage": pl.String,
+    "reform": pl.String,
     "destination": pl.String,
     "tier": pl.Int64,
     "chip": pl.String,
@@ -441,23 +446,23 @@ def _to_float(amount: np.ndarray, scale: int) -> np.ndarray:
     return out
 
 
-def _scalar_error(row: Mapping[str, Any], vintage: str) -> TierlineError | None:
+def _scalar_error(row: Mapping[str, Any], vintage: str, reform: Reform | None) -> TierlineError | None:
     try:
-        determine(transaction_for(row, vintage))
+        determine(transaction_for(row, vintage), reform=reform)
     except TierlineError as exc:
         return exc
     return None
 
 
 def screen_scalar(
-    batch: pl.DataFrame, state: InMemoryAllowances, vintage: str
+    batch: pl.DataFrame, state: InMemoryAllowances, vintage: str, reform: Reform | None = None
 ) -> tuple[list[dict[str, Any]], list[BadRow]]:
     """The reference: the scalar engine on each parsed line in order, drawing into `state` as it goes."""
     rows: list[dict[str, Any]] = []
     bad: list[BadRow] = []
     for row in batch.iter_rows(named=True):
         try:
-            det = determine(transaction_for(row, vintage), state)
+            det = determine(transaction_for(row, vintage), state, reform)
         except TierlineError as exc:
             column = column_of(exc.field)
             value = row.get(column)

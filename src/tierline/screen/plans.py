@@ -21,6 +21,7 @@ from tierline.allowances import ShareLimit, uveu_share_limits
 from tierline.determination.engine import decide
 from tierline.determination.facts import line_facts, transaction_facts
 from tierline.errors import TierlineError
+from tierline.reforms import Reform
 from tierline.screen.orders import decision_row, transaction_for
 from tierline.tiers import UNITED_STATES
 
@@ -110,11 +111,11 @@ def _representative(row: Mapping[str, Any]) -> dict[str, Any]:
     return rep
 
 
-def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date]) -> Plan:
-    """The plan for lines like `row` (parsed values; its date stands for its policy epoch). A
-    TierlineError when such lines are invalid."""
+def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date], reform: Reform | None = None) -> Plan:
+    """The plan for lines like `row` (parsed values; its date stands for its policy epoch) under
+    `vintage` and, when given, a scenario `reform`. A TierlineError when such lines are invalid."""
     tx = transaction_for(_representative(row), vintage)
-    facts = transaction_facts(tx)
+    facts = transaction_facts(tx, reform)
     lines = [line_facts(tx.items[0], 0, facts)]
     refused: set[str] = set()
     candidates: list[Candidate] = []
@@ -148,8 +149,10 @@ def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date]) 
     return Plan(unit, candidates, rows, facts.parties[0].headquarters)
 
 
-def plan_or_error(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date]) -> Plan | TierlineError:
+def plan_or_error(
+    row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date], reform: Reform | None = None
+) -> Plan | TierlineError:
     try:
-        return make_plan(row, vintage, g2g)
+        return make_plan(row, vintage, g2g, reform)
     except TierlineError as exc:
         return exc

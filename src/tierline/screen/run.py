@@ -12,10 +12,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from tierline.allowances import AllowanceState
 from tierline.errors import TierlineError
+from tierline.reforms import Reform
 from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
 
@@ -35,6 +37,7 @@ class Result:
     draws: dict[tuple[str, dt.date], Fraction] = field(default_factory=dict)
     headquarters: dict[str, str] = field(default_factory=dict)
     vintage: str = ""
+    reform: str | None = None
     first_date: dt.date | None = None
     out: Path | None = None
     rejects: Path | None = None
@@ -44,7 +47,7 @@ class Result:
         return self.bad_count > 0 and self.out is None
 
 
-class _Writer:
+class FileWriter:
     """Decisions written batch by batch to a temporary file, moved into place only on success."""
 
     def __init__(self, out: Path) -> None:
@@ -101,7 +104,7 @@ def first_date(orders: Path) -> dt.date | None:
     return None
 
 
-def _snapshot(state: AllowanceState | None, orders: Path) -> Snapshot:
+def starting_snapshot(state: AllowanceState | None, orders: Path) -> Snapshot:
     first = first_date(orders)
     if state is None or first is None:
         return Snapshot(as_of=first)
@@ -113,6 +116,7 @@ def screen_file(
     out: Path | None,
     *,
     vintage: str,
+    reform: Reform | None = None,
     state: AllowanceState | None = None,
     start: Snapshot | None = None,
     skip_invalid: bool = False,
@@ -122,33 +126,24 @@ def screen_file(
 ) -> Result:
     """Screen `orders` into `out`, starting from `start` (or from `state` as of the book's first
     date). Invalid rows refuse the whole file (no output, a report beside it) unless `skip_invalid`,
-    which screens the valid rows and writes the rejects beside the output."""
-    snapshot = start if start is not None else _snapshot(state, orders)
-    screener = Screener(snapshot, vintage, collect_draws=collect_draws)
-    result = Result(vintage=vintage, first_date=snapshot.as_of)
-    writer = _Writer(out) if out is not None else None
-    rejects: list[pl.DataFrame] = []
+    which screens the valid rows and writes the rejects beside the output. A `reform` screens under a
+    scenario (its name is in every decision and the summary); such results are never applied."""
+    if reform is not None and collect_draws:
+        raise TierlineError("scenario", "a scenario is not law: its draws cannot be applied to the ledger")
+    snapshot = start if start is not None else starting_snapshot(state, orders)
+    screener = Screener(snapshot, vintage, reform=reform, collect_draws=collect_draws)
+    result = Result(vintage=vintage, reform=reform.name if reform else None, first_date=snapshot.as_of)
+    writer = FileWriter(out) if out is not None else None
     try:
-        for batch in batches(orders, chunk_size):
-            typed, bad_values = parse(batch)
-            result.lines += len(typed)
-            ok = typed.filter(~pl.col("line").is_in(bad_values["line"].implode()))
-            pid, bad_plans = screener.plan_lines(ok)
-            bad = pl.concat([bad_values, pl.DataFrame([b.as_dict() for b in bad_plans], schema=BAD_SCHEMA)])
-            if len(bad):
-                rejects.append(bad.sort("line", maintain_order=True))
-                result.bad_count += bad["line"].n_unique()
-            if result.bad_count and not skip_invalid:
-                if progress:
-                    progress(len(typed))
-                continue  # refused: keep validating, screen nothing more
-            keep = screener.valid(pid)
-            decisions = screener.screen(ok.filter(pl.Series(keep)), pid[keep])
-            result.screened += len(decisions)
-            if writer is not None:
-                writer.write(decisions)
-            if progress:
-                progress(len(typed))
+        rejects = screen_batches(
+            orders,
+            [screener],
+            [writer.write] if writer is not None else [lambda _frame: None],
+            result,
+            skip_invalid=skip_invalid,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -171,6 +166,50 @@ def screen_file(
     return result
 
 
+def screen_batches(
+    orders: Path,
+    screeners: list[Screener],
+    sinks: list[Callable[[pl.DataFrame], None]],
+    result: Result,
+    *,
+    skip_invalid: bool,
+    chunk_size: int = CHUNK,
+    progress: Progress | None = None,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> list[pl.DataFrame]:
+    """Read and parse `orders` once, batch by batch, and screen every batch with each screener (one
+    per side of a comparison), passing its decisions to its sink; counts go to `result`. A line
+    invalid under any screener is rejected for all, so the sides stay line-aligned. Returns the
+    reports of bad rows; with bad rows and not `skip_invalid`, nothing more is screened."""
+    rejects: list[pl.DataFrame] = []
+    for batch in batches(orders, chunk_size):
+        typed, bad_values = parse(batch)
+        if prepare is not None:
+            typed = prepare(typed)
+        result.lines += len(typed)
+        ok = typed.filter(~pl.col("line").is_in(bad_values["line"].implode()))
+        planned = [screener.plan_lines(ok) for screener in screeners]
+        bad_plans = [b.as_dict() for _pid, found in planned for b in found]
+        bad = pl.concat([bad_values, pl.DataFrame(bad_plans, schema=BAD_SCHEMA).unique(maintain_order=True)])
+        if len(bad):
+            rejects.append(bad.sort("line", maintain_order=True))
+            result.bad_count += bad["line"].n_unique()
+        if result.bad_count and not skip_invalid:
+            if progress:
+                progress(len(typed))
+            continue  # refused: keep validating, screen nothing more
+        keep = np.logical_and.reduce(
+            [screener.valid(pid) for screener, (pid, _) in zip(screeners, planned, strict=True)]
+        )
+        valid = ok.filter(pl.Series(keep))
+        for screener, (pid, _), sink in zip(screeners, planned, sinks, strict=True):
+            sink(screener.screen(valid, pid[keep]))
+        result.screened += len(valid)
+        if progress:
+            progress(len(typed))
+    return rejects
+
+
 def summary(screener: Screener, result: Result) -> dict[str, Any]:
     """Lines by authorization and review policy, TPP drawn per allocation and LPP consignee-year,
     lines needing a licence, lines with warnings."""
@@ -183,6 +222,7 @@ def summary(screener: Screener, result: Result) -> dict[str, Any]:
     drawn = screener.drawn()
     return {
         "vintage": result.vintage,
+        **({"reform": result.reform} if result.reform else {}),
         "starting_state_as_of": result.first_date.isoformat() if result.first_date else None,
         "lines": result.lines,
         "screened": result.screened,
@@ -227,6 +267,7 @@ def screen_against_ledger(
     out: Path | None,
     *,
     vintage: str,
+    reform: Reform | None = None,
     skip_invalid: bool = False,
     collect_draws: bool = False,
     chunk_size: int = CHUNK,
@@ -239,6 +280,7 @@ def screen_against_ledger(
         out,
         start=ledger_snapshot(ledger, first) if first is not None else Snapshot(),
         vintage=vintage,
+        reform=reform,
         skip_invalid=skip_invalid,
         collect_draws=collect_draws,
         chunk_size=chunk_size,
