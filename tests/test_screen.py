@@ -625,3 +625,25 @@ def test_jsonl_unknown_key_after_line_1000_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TierlineError, match="colour"):
         screen_file(orders, out, state=InMemoryAllowances(), vintage=VINTAGE)
     assert not out.exists()
+
+
+def test_plans_built_by_worker_processes_give_the_same_decisions(tmp_path: Path, monkeypatch: Any) -> None:
+    """The pool of plan-building processes (screen.workers) answers exactly as the screening
+    process itself: same decisions, line by line, on a book with hundreds of kinds of line."""
+    import tierline.screen.workers as workers
+
+    orders = tmp_path / "book.csv"
+    write_sample(3000, orders, seed=7)
+    outs = {}
+    monkeypatch.setattr(workers, "_pool", None)
+    for n, minimum in ((1, 10**9), (2, 1)):
+        monkeypatch.setenv(workers.WORKERS_ENV, str(n))
+        monkeypatch.setattr(workers, "MIN_PARALLEL", minimum)
+        outs[n] = tmp_path / f"out{n}.parquet"
+        result = screen_file(orders, outs[n], state=InMemoryAllowances(), vintage=VINTAGE)
+        assert result.screened == 3000
+        assert (workers._pool is None) == (n == 1)  # n=2: the plans were built by the pool
+    pool = workers._pool
+    assert pool is not None
+    pool.shutdown()
+    assert pl.read_parquet(outs[1]).equals(pl.read_parquet(outs[2]))

@@ -13,6 +13,10 @@ class TierlineError(Exception):
         self.field = field
         self.reason = message
 
+    def __reduce__(self) -> tuple[type[TierlineError], tuple[str, str]]:
+        """Pickled (to and from screening workers) as a TierlineError with the same field and reason."""
+        return TierlineError, (self.field, self.reason)
+
 
 class PolicyDataError(TierlineError):
     """A policy data file is malformed: names the file, the key and the problem."""

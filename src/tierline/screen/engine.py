@@ -26,7 +26,7 @@ from tierline.policy.epochs import change_dates
 from tierline.reforms import Reform
 from tierline.screen.kernel import CAP, SHARES, accumulate
 from tierline.screen.orders import DECISION_COLUMNS, PROFILE, column_of, decision_row, transaction_for
-from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, plan_or_error
+from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, Task, plan_or_error
 from tierline.tiers import UNITED_STATES
 
 MAX_CANDIDATES = 8
@@ -67,8 +67,30 @@ class Snapshot:
         return InMemoryAllowances(self.used, self.g2g)
 
 
+def profile_hashes(batch: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit hashes of each line's profile (every column a plan depends on, not the per-line
+    ones); lines of one profile in one policy epoch share a plan."""
+    keyed = batch.select(
+        pl.struct(*[pl.col(c) for c in PROFILE], pl.col("lpp_operating_entity").is_not_null().alias("_operator")).alias(
+            "key"
+        )
+    ).select(pl.col("key").hash(seed=11).alias("h1"), pl.col("key").hash(seed=29).alias("h2"))
+    return keyed["h1"].to_numpy(), keyed["h2"].to_numpy()
+
+
 def _days(dates: pl.Series) -> np.ndarray:
     return dates.cast(pl.Int32).to_numpy()
+
+
+@dataclass
+class Planning:
+    """A batch's kinds of line (128-bit keys, first line of each) and the plans still to build."""
+
+    keyed: pl.DataFrame
+    firsts: pl.DataFrame
+    pairs: list[tuple[int, int]]
+    new: list[tuple[int, int]]
+    tasks: list[Task]
 
 
 class Screener:
@@ -116,8 +138,7 @@ class Screener:
         start = EPOCH_DAY + dt.timedelta(days=int(self.bounds[i - 1])) if i > 0 else day
         return max(start, dt.date(day.year, 1, 1))
 
-    def _plan(self, row: dict[str, Any]) -> int:
-        plan = plan_or_error(row, self.vintage, self.snapshot.g2g, self.reform)
+    def _add_plan(self, plan: Plan | TierlineError) -> int:
         self.plans.append(plan)
         self.plan_rows.append([])
         if isinstance(plan, Plan):
@@ -258,33 +279,51 @@ class Screener:
         return rows
 
     # ---- screening ------------------------------------------------------------------------------
-    def plan_lines(self, batch: pl.DataFrame) -> tuple[np.ndarray, list[BadRow]]:
-        """The plan of every line of a parsed batch, and the lines whose plan is an error."""
+    def new_plans(self, batch: pl.DataFrame, hashes: tuple[np.ndarray, np.ndarray] | None = None) -> Planning:
+        """The kinds of line in a parsed batch, and the plans this screener has yet to build for
+        them (as tasks for `screen.workers.build_plans`). `hashes` (from `profile_hashes`) may be
+        shared by several screeners of the same batch."""
+        h1, h2 = hashes if hashes is not None else profile_hashes(batch)
         days = _days(batch["date"])
-        keyed = batch.select(
-            pl.struct(
-                *[pl.col(c) for c in PROFILE],
-                pl.col("lpp_operating_entity").is_not_null().alias("_operator"),
-                pl.Series("_epoch", np.searchsorted(self.bounds, days, side="right")),
-                pl.col("date").dt.year().alias("_year"),
-            ).alias("key")
-        ).select(pl.col("key").hash(seed=11).alias("h1"), pl.col("key").hash(seed=29).alias("h2"))
+        epoch = np.searchsorted(self.bounds, days, side="right").astype(np.uint64)
+        year = batch["date"].dt.year().to_numpy().astype(np.uint64)
+        with np.errstate(over="ignore"):  # mixing the epoch and year into the 128-bit profile hash
+            k1 = h1 ^ (epoch * np.uint64(0x9E3779B97F4A7C15) + year)
+            k2 = h2 ^ (year * np.uint64(0xC2B2AE3D27D4EB4F) + epoch)
+        keyed = pl.DataFrame({"h1": k1, "h2": k2})
         firsts = keyed.with_row_index("_i").unique(subset=["h1", "h2"], keep="first", maintain_order=True)
-        ids = []
-        for h1, h2, i in zip(firsts["h1"].to_list(), firsts["h2"].to_list(), firsts["_i"].to_list(), strict=True):
-            known = self.plan_ids.get((h1, h2))
-            if known is None:
-                row = batch.row(i, named=True)
+        pairs = list(zip(firsts["h1"].to_list(), firsts["h2"].to_list(), strict=True))
+        new = [j for j, pair in enumerate(pairs) if pair not in self.plan_ids]
+        tasks: list[Task] = []
+        if new:
+            index = firsts["_i"].to_numpy()
+            for row in batch[index[new]].to_dicts():
                 row["date"] = self._epoch_start(row["date"])  # one date per epoch: the rules' caches hit
-                known = self.plan_ids[(h1, h2)] = self._plan(row)
-            ids.append(known)
-        table = firsts.select("h1", "h2", pl.Series("pid", ids, dtype=pl.Int64))
-        pid = keyed.join(table, on=["h1", "h2"], how="left", maintain_order="left")["pid"].to_numpy()
+                tasks.append((row, self.vintage, self.snapshot.g2g, self.reform))
+        return Planning(keyed, firsts, pairs, [pairs[j] for j in new], tasks)
+
+    def planned(
+        self, batch: pl.DataFrame, planning: Planning, plans: list[Plan | TierlineError]
+    ) -> tuple[np.ndarray, list[BadRow]]:
+        """The plan of every line of the batch, given the plans built for `planning`'s tasks, and
+        the lines whose plan is an error."""
+        for pair, plan in zip(planning.new, plans, strict=True):
+            self.plan_ids[pair] = self._add_plan(plan)
+        ids = [self.plan_ids[pair] for pair in planning.pairs]
+        table = planning.firsts.select("h1", "h2", pl.Series("pid", ids, dtype=pl.Int64))
+        pid = planning.keyed.join(table, on=["h1", "h2"], how="left", maintain_order="left")["pid"].to_numpy()
         bad: list[BadRow] = []
         valid = self._profile_arrays()["valid"]
         for i in np.flatnonzero(~valid[pid]).tolist():
             bad.append(self._bad_line(batch.row(i, named=True), self.plans[pid[i]]))
         return pid, bad
+
+    def plan_lines(
+        self, batch: pl.DataFrame, hashes: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[BadRow]]:
+        """`new_plans` then `planned`, building the plans in this process."""
+        planning = self.new_plans(batch, hashes)
+        return self.planned(batch, planning, [plan_or_error(*task) for task in planning.tasks])
 
     def _bad_line(self, row: dict[str, Any], error: Plan | TierlineError) -> BadRow:
         assert isinstance(error, TierlineError)

@@ -149,6 +149,9 @@ def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date], 
     return Plan(unit, candidates, rows, facts.parties[0].headquarters)
 
 
+Task = tuple[Mapping[str, Any], str, Mapping[str, dt.date], Reform | None]  # plan_or_error's arguments
+
+
 def plan_or_error(
     row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date], reform: Reform | None = None
 ) -> Plan | TierlineError:

@@ -18,8 +18,9 @@ import polars as pl
 from tierline.allowances import AllowanceState
 from tierline.errors import TierlineError
 from tierline.reforms import Reform
-from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot
+from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot, profile_hashes
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
+from tierline.screen.workers import build_plans
 
 CHUNK = 250_000
 Progress = Callable[[int], None]
@@ -188,7 +189,13 @@ def screen_batches(
             typed = prepare(typed)
         result.lines += len(typed)
         ok = typed.filter(~pl.col("line").is_in(bad_values["line"].implode()))
-        planned = [screener.plan_lines(ok) for screener in screeners]
+        hashes = profile_hashes(ok)
+        plannings = [screener.new_plans(ok, hashes) for screener in screeners]
+        built = iter(build_plans([task for planning in plannings for task in planning.tasks]))
+        planned = [
+            screener.planned(ok, planning, [next(built) for _ in planning.tasks])
+            for screener, planning in zip(screeners, plannings, strict=True)
+        ]
         bad_plans = [b.as_dict() for _pid, found in planned for b in found]
         bad = pl.concat([bad_values, pl.DataFrame(bad_plans, schema=BAD_SCHEMA).unique(maintain_order=True)])
         if len(bad):

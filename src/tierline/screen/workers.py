@@ -1,0 +1,57 @@
+"""Worker processes that build screening plans in parallel.
+
+A plan is the scalar engine run once for a kind of line (``screen.plans``); a large book has tens of
+thousands of kinds, so their plans are built by a pool of processes (one per core by default,
+``TIERLINE_WORKERS`` to choose; 1 builds them in the screening process). The workers are forked
+from the screening process (they start at once, with its caches, and never re-import the caller's
+main module), are shared by every screening of the process and are only used when a batch needs
+many new plans: small books never pay for them. Workers only run the scalar engine (pure Python).
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+from tierline.errors import TierlineError
+from tierline.screen.plans import Plan, Task, plan_or_error
+
+WORKERS_ENV = "TIERLINE_WORKERS"
+MIN_PARALLEL = 512  # new plans in a batch below which they are built in the screening process
+CHUNK = 128
+
+_pool: Executor | None = None
+
+
+def workers() -> int:
+    raw = os.environ.get(WORKERS_ENV)
+    if raw is None:
+        return os.cpu_count() or 1
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise TierlineError(WORKERS_ENV, f"{raw!r} is not a number of processes") from None
+
+
+def _build(tasks: list[Task]) -> list[Plan | TierlineError]:
+    return [plan_or_error(*task) for task in tasks]
+
+
+def _pool_for(n: int) -> Executor:
+    global _pool
+    if _pool is None:
+        _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+        atexit.register(_pool.shutdown, cancel_futures=True)
+    return _pool
+
+
+def build_plans(tasks: list[Task]) -> list[Plan | TierlineError]:
+    """The plan (or the error) of each task, in order: in parallel when there are many."""
+    n = workers()
+    if n == 1 or len(tasks) < MIN_PARALLEL:
+        return _build(tasks)
+    size = max(1, min(CHUNK, len(tasks) // (4 * n)))
+    chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+    return [plan for chunk in _pool_for(n).map(_build, chunks) for plan in chunk]
