@@ -207,3 +207,38 @@ def test_cli_refuses_to_apply_a_scenario(tmp_path: Path) -> None:
     assert run_cli("ledger", "status", "--json", env=env).json()["accounts"] == []
     unknown = run_cli("tiers", "--scenario", "no-such-reform", env=env)
     assert unknown.code == 2 and "no-such-reform" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("day", "scenario", "review"),
+    [
+        # the January 2026 rule: H200 (catalogue DRAM bandwidth 4.8 TB/s = 4,800 GB/s, TPP 15,831.2 <
+        # 21,000) exported to China is reviewed case by case: 4,800 < 6,500 GB/s
+        ("2026-06-30", None, "case_by_case"),
+        ("2026-07-01", None, "case_by_case"),
+        # the example reform lowers the ceiling to 4,000 GB/s from 2026-07-01: 4,800 is not below it
+        ("2026-06-30", "china-bandwidth-4tbs", "case_by_case"),
+        ("2026-07-01", "china-bandwidth-4tbs", "presumption_of_denial"),
+    ],
+)
+def test_a_memory_bandwidth_line_moved_by_a_reform(day: str, scenario: str | None, review: str) -> None:
+    from tierline.determination.engine import determine
+    from tierline.determination.model import Transaction
+
+    tx = Transaction.model_validate(
+        {
+            "date": day,
+            "vintage": "enforcement-posture",
+            "destination": "CN",
+            "items": [{"chip": "H200", "quantity": 10}],
+            "ultimate_consignee": {"id": "c", "name": "C", "country": "CN"},
+        }
+    )
+    line = determine(tx, reform=get_reform(scenario) if scenario else None).lines[0]
+    assert (line.authorization, line.review_policy) == ("LICENSE", review)
+    china = next(s for s in line.trace if s.rule.startswith("China/Macau case-by-case"))
+    bandwidth = next(c for c in china.values["conditions"] if c["condition"].startswith("DRAM bandwidth"))
+    assert bandwidth["values"] == {
+        "dram_bandwidth_gbs": 4800.0,
+        "ceiling": 4000 if scenario and day >= "2026-07-01" else 6500,
+    }

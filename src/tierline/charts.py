@@ -96,7 +96,7 @@ def _fmt(value: float) -> str:
     return f"{value:,.3g}" if value < 1 else f"{value:g}"
 
 
-def _text(x: float, y: float, body: str, size: int = 11, anchor: str = "start", **attrs: str) -> str:
+def svg_text(x: float, y: float, body: str, size: int = 11, anchor: str = "start", **attrs: str) -> str:
     extra = "".join(f" {k.replace('_', '-')}={quoteattr(v)}" for k, v in attrs.items())
     return f"<text x='{x:.1f}' y='{y:.1f}' font-size='{size}' text-anchor='{anchor}'{extra}>{escape(body)}</text>"
 
@@ -137,14 +137,14 @@ class _Labels:
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def _frame(title: str, subtitle: str, height: float) -> list[str]:
+def svg_frame(title: str, subtitle: str, height: float) -> list[str]:
     out = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height:.0f}' "
         f"viewBox='0 0 {WIDTH} {height:.0f}' {FONT} role='img'>",
         f"<title>{escape(title)}</title>",
         f"<rect x='0' y='0' width='{WIDTH}' height='{height:.0f}' fill='white'/>",
-        _text(LEFT, 24, title, 16, font_weight="bold"),
-        _text(LEFT, 42, subtitle, 11, fill="#444444"),
+        svg_text(LEFT, 24, title, 16, font_weight="bold"),
+        svg_text(LEFT, 42, subtitle, 11, fill="#444444"),
         "<defs><clipPath id='plot'>"
         f"<rect x='{LEFT}' y='{TOP}' width='{WIDTH - LEFT - RIGHT}' height='{PLOT_BOTTOM - TOP}'/>"
         "</clipPath></defs>",
@@ -163,12 +163,12 @@ def _axes(x: _LogAxis, y: _LogAxis, xlabel: str, ylabel: str) -> list[str]:
         out.append(
             f"<line x1='{px:.1f}' y1='{bottom}' x2='{px:.1f}' y2='{bottom + (6 if major else 3)}' stroke='#333'/>"
         )
-        out.append(_text(px, bottom + 18, _fmt(v), 10 if major else 9, "middle", fill="#333333"))
+        out.append(svg_text(px, bottom + 18, _fmt(v), 10 if major else 9, "middle", fill="#333333"))
     for v, major in y.ticks():
         py = y(v)
         out.append(f"<line x1='{LEFT - (6 if major else 3)}' y1='{py:.1f}' x2='{LEFT}' y2='{py:.1f}' stroke='#333'/>")
-        out.append(_text(LEFT - 8, py + 3, _fmt(v), 10 if major else 9, "end", fill="#333333"))
-    out.append(_text((LEFT + WIDTH - RIGHT) / 2, bottom + 36, xlabel, 12, "middle"))
+        out.append(svg_text(LEFT - 8, py + 3, _fmt(v), 10 if major else 9, "end", fill="#333333"))
+    out.append(svg_text((LEFT + WIDTH - RIGHT) / 2, bottom + 36, xlabel, 12, "middle"))
     cy = (TOP + bottom) / 2
     out.append(
         f"<text x='18' y='{cy:.1f}' font-size='12' text-anchor='middle' transform='rotate(-90 18 {cy:.1f})'>"
@@ -177,7 +177,7 @@ def _axes(x: _LogAxis, y: _LogAxis, xlabel: str, ylabel: str) -> list[str]:
     return out
 
 
-def _footer(lines: list[str], start: float) -> tuple[list[str], float]:
+def svg_footer(lines: list[str], start: float) -> tuple[list[str], float]:
     """The notes under the plot, wrapped, and the height they reach."""
     out = []
     y = start
@@ -185,13 +185,13 @@ def _footer(lines: list[str], start: float) -> tuple[list[str], float]:
         words, current = line.split(" "), ""
         for word in words:
             if len(current) + len(word) + 1 > 150:
-                out.append(_text(LEFT, y, current, 10, fill="#444444"))
+                out.append(svg_text(LEFT, y, current, 10, fill="#444444"))
                 y += 13
                 current = "  " + word
             else:
                 current = f"{current} {word}" if current else word
         if current:
-            out.append(_text(LEFT, y, current, 10, fill="#444444"))
+            out.append(svg_text(LEFT, y, current, 10, fill="#444444"))
             y += 13
     return out, y
 
@@ -268,7 +268,7 @@ def tpp_density_svg(ctx: Context, *, highlight: DesignPoint | None = None, chips
         name = para or "not 3A090"
         half = 0.3 * 15 * len(name)
         labels.block(cx - half, cy - 9, cx + half, cy + 7)
-        out.append(_text(cx, cy + 5, name, 15, "middle", font_weight="bold", fill="#555555", opacity="0.75"))
+        out.append(svg_text(cx, cy + 5, name, 15, "middle", font_weight="bold", fill="#555555", opacity="0.75"))
     out.append(f"<g class='lines' stroke='{LINE_COLOUR}' stroke-dasharray='4 3' clip-path='url(#plot)'>")
     for v in tpp_lines:
         out.append(f"<line x1='{x(v):.1f}' y1='{TOP}' x2='{x(v):.1f}' y2='{PLOT_BOTTOM}'/>")
@@ -276,9 +276,9 @@ def tpp_density_svg(ctx: Context, *, highlight: DesignPoint | None = None, chips
         out.append(f"<line x1='{LEFT}' y1='{y(v):.1f}' x2='{WIDTH - RIGHT}' y2='{y(v):.1f}'/>")
     out.append("</g>")
     for v in tpp_lines:
-        out.append(_text(x(v), TOP - 4, f"TPP {_fmt(v)}", 9, "middle", fill=LINE_COLOUR))
+        out.append(svg_text(x(v), TOP - 4, f"TPP {_fmt(v)}", 9, "middle", fill=LINE_COLOUR))
     for v in pd_lines:
-        out.append(_text(WIDTH - RIGHT - 4, y(v) - 3, f"PD {_fmt(v)}", 9, "end", fill=LINE_COLOUR))
+        out.append(svg_text(WIDTH - RIGHT - 4, y(v) - 3, f"PD {_fmt(v)}", 9, "end", fill=LINE_COLOUR))
     if china is not None:
         cx = x(float(china.value))
         out.append(
@@ -286,7 +286,7 @@ def tpp_density_svg(ctx: Context, *, highlight: DesignPoint | None = None, chips
             "stroke-dasharray='7 4'/>"
         )
         out.append(
-            _text(
+            svg_text(
                 cx - 4,
                 TOP + 14,
                 f"China 2026 case-by-case: TPP < {_fmt(float(china.value))}",
@@ -308,7 +308,7 @@ def tpp_density_svg(ctx: Context, *, highlight: DesignPoint | None = None, chips
             f"<circle cx='{sx:.1f}' cy='{sy:.1f}' r='4' fill='{fill}' stroke='{CHIP_COLOUR}' stroke-width='1.5'/>"
         )
         lx, ly, anchor = labels.place(sx, sy, _group_label(group))
-        out.append(_text(lx, ly, _group_label(group), 10, anchor, fill=CHIP_COLOUR) + "</g>")
+        out.append(svg_text(lx, ly, _group_label(group), 10, anchor, fill=CHIP_COLOUR) + "</g>")
     out.append("</g>")
     if highlight is not None and highlight.tpp > 0:
         hx = x(highlight.tpp)
@@ -324,7 +324,7 @@ def tpp_density_svg(ctx: Context, *, highlight: DesignPoint | None = None, chips
             f"fill='{HIGHLIGHT_COLOUR}' stroke='white'/>"
         )
         lx, ly, anchor = labels.place(hx, hy, text, 11)
-        out.append(_text(lx + 4, ly, text, 11, anchor, fill=HIGHLIGHT_COLOUR, font_weight="bold") + "</g>")
+        out.append(svg_text(lx + 4, ly, text, 11, anchor, fill=HIGHLIGHT_COLOUR, font_weight="bold") + "</g>")
     notes = [
         "Filled dots: datacenter parts; open dots: parts not designed or marketed for datacenters, which by Note 2 "
         f"are outside 3A090 unless TPP ≥ {_fmt(float(lines['note2.tpp_min']))} (density then plays no part).",
@@ -334,8 +334,8 @@ def tpp_density_svg(ctx: Context, *, highlight: DesignPoint | None = None, chips
     ]
     if missing:
         notes.append(f"Not plotted (no rates or die area in the catalogue): {', '.join(dict.fromkeys(missing))}.")
-    footer, height = _footer(notes, PLOT_BOTTOM + 58)
-    return "\n".join([*_frame(title, subtitle, height), *out, *footer, "</svg>"])
+    footer, height = svg_footer(notes, PLOT_BOTTOM + 58)
+    return "\n".join([*svg_frame(title, subtitle, height), *out, *footer, "</svg>"])
 
 
 # ---- memory bandwidth x TPP --------------------------------------------------------------------------
@@ -414,7 +414,7 @@ def bandwidth_tpp_svg(
         path = f"M {x(left):.1f} {top_y} L {x(left):.1f} {corner_y:.1f} L {WIDTH - RIGHT} {corner_y:.1f}"
         out.append(f"<path d='{path}' data-tokens-per-s='{tau:g}'/>")
         if bw_at >= y.lo:
-            iso_labels.append(_text(WIDTH - RIGHT - 4, corner_y - 3, f"{tau:g} tok/s", 9, "end", fill="#5b7a4a"))
+            iso_labels.append(svg_text(WIDTH - RIGHT - 4, corner_y - 3, f"{tau:g} tok/s", 9, "end", fill="#5b7a4a"))
     out.append("</g>")
     out += iso_labels
     if china_tpp is not None and china_bw is not None:
@@ -425,7 +425,7 @@ def bandwidth_tpp_svg(
             f"<line x1='{LEFT}' y1='{cy:.1f}' x2='{WIDTH - RIGHT}' y2='{cy:.1f}'/></g>"
         )
         out.append(
-            _text(
+            svg_text(
                 LEFT + 6,
                 cy - 4,
                 f"China 2026 case-by-case below TPP {_fmt(float(china_tpp.value))} and "
@@ -451,7 +451,7 @@ def bandwidth_tpp_svg(
         label = _group_label(group)
         lx, ly, anchor = labels.place(sx, sy, label, 11 if hot else 10)
         weight = {"font_weight": "bold"} if hot else {}
-        out.append(_text(lx, ly, label, 11 if hot else 10, anchor, fill=colour, **weight) + "</g>")
+        out.append(svg_text(lx, ly, label, 11 if hot else 10, anchor, fill=colour, **weight) + "</g>")
     out.append("</g>")
     notes = [
         "Lines of equal decode throughput (upper bound, no efficiency factors, attention FLOPs ignored): "
@@ -461,5 +461,5 @@ def bandwidth_tpp_svg(
         "At small batches the lines run flat: decode is bound by memory bandwidth, which the TPP and density "
         "lines of 3A090 do not measure.",
     ]
-    footer, height = _footer(notes, PLOT_BOTTOM + 58)
-    return "\n".join([*_frame(title, subtitle, height), *out, *footer, "</svg>"])
+    footer, height = svg_footer(notes, PLOT_BOTTOM + 58)
+    return "\n".join([*svg_frame(title, subtitle, height), *out, *footer, "</svg>"])

@@ -26,6 +26,7 @@ from tierline.determination.model import Transaction
 from tierline.errors import TierlineError
 from tierline.policy.vintages import get_vintage
 from tierline.reforms import Reform, get_reform
+from tierline.reports.model import Chart, Citation, Report, Section, Stamp, Table
 from tierline.screen.engine import Screener, Snapshot
 from tierline.screen.read import BAD_SCHEMA
 from tierline.screen.run import CHUNK, FileWriter, Progress, Result, rejects_path, screen_batches, starting_snapshot
@@ -398,3 +399,433 @@ def compare_book(
     for name, frame in differ.frames().items():
         setattr(comparison, name, frame)
     return comparison
+
+
+# ---- the comparison as a report -------------------------------------------------------------------
+
+OUTCOME_ORDER = ("NLR", "AIA", "ACM", "NAC", "ACA", "UVEU", "NVEU", "LPP", "LICENSE")
+REVIEW_SHORT = {
+    "presumption_of_approval": "approval",
+    "case_by_case": "case-by-case",
+    "presumption_of_denial": "denial",
+}
+SIDE_COLOURS = ("#1f4e79", "#c0392b", "#2e8b57", "#b8860b", "#6a3d9a", "#138d90", "#7f7f7f")
+REPORT_ROWS = 20
+CHANGE_MEANING = (
+    "A line changes when its licence requirement, authorization, review policy or the allowance it draws "
+    "on differs from the baseline's. Each side is screened from the same starting allowances and draws as "
+    "it goes, so an earlier change can move a later line's outcome too."
+)
+
+
+def _outcome_label(authorization: str | None, review_policy: str | None) -> str:
+    """``LPP``, ``LICENSE (approval)``: an authorization and, for a licence, its review policy."""
+    if authorization is None:
+        return "—"
+    return f"{authorization} ({REVIEW_SHORT.get(review_policy, review_policy)})" if review_policy else authorization
+
+
+def _outcome_key(label: str) -> tuple[int, str]:
+    authorization, _, _ = label.partition(" (")
+    rank = OUTCOME_ORDER.index(authorization) if authorization in OUTCOME_ORDER else len(OUTCOME_ORDER)
+    return rank, label
+
+
+def _transaction_payload(answer: dict[str, Any], rows: int) -> dict[str, Any]:
+    """compare_transaction's answer in the shape of `BookComparison.as_dict` (the lines of one transaction
+    as a small book), each changed line with the first step where the explanations part."""
+    labels = [s["label"] for s in answer["sides"]]
+    baseline = answer["baseline"]
+    dets = answer["determinations"]
+    per_side: dict[tuple[str, str, str | None], int] = {}
+    countries: dict[tuple[str, str], dict[str, Any]] = {}
+    transitions: dict[tuple[str, str, str, str | None, str | None], int] = {}
+    rules: dict[tuple[str, str, str, str, str], int] = {}
+    changed: list[dict[str, Any]] = []
+    for line in answer["lines"]:
+        for label in labels:
+            o = line["outcomes"][label]
+            key = (label, o["authorization"], o["review_policy"])
+            per_side[key] = per_side.get(key, 0) + 1
+            destination = dets[label]["destination"]
+            row = countries.setdefault(
+                (destination, label),
+                {"destination": destination, "side": label, "lines": 0, "needs_license": 0, "draw_tpp": 0.0},
+            )
+            row["lines"] += 1
+            row["needs_license"] += int(o["authorization"] == "LICENSE")
+            row["draw_tpp"] += o["draw_tpp"] or 0.0
+            row.setdefault("changed", 0)
+        base = line["outcomes"][baseline]
+        for change in line["changes"]:
+            side = change["side"]
+            o = line["outcomes"][side]
+            move = (side, base["authorization"], o["authorization"], base["review_policy"], o["review_policy"])
+            transitions[move] = transitions.get(move, 0) + 1
+            rule = (side, base["rule"], base["citation"], o["rule"], o["citation"])
+            rules[rule] = rules.get(rule, 0) + 1
+            countries[(dets[side]["destination"], side)]["changed"] += 1
+            item = dets[baseline]["lines"][line["index"]]
+            changed.append(
+                {
+                    "line": line["index"] + 1,
+                    "line_id": None,
+                    "date": answer["as_of"],
+                    "destination": dets[baseline]["destination"],
+                    "chip": line["item"],
+                    "quantity": item["quantity"],
+                    "baseline": baseline,
+                    "side": side,
+                    "from_tier": dets[baseline]["tier"],
+                    "to_tier": dets[side]["tier"],
+                    **{f"from_{k}": v for k, v in base.items()},
+                    **{f"to_{k}": v for k, v in o.items()},
+                    "difference": change["difference"],
+                }
+            )
+    return {
+        "kind": "transaction",
+        "baseline": baseline,
+        "sides": answer["sides"],
+        "as_of": answer["as_of"],
+        "lines": len(answer["lines"]),
+        "screened": len(answer["lines"]),
+        "changed_lines": answer["changed_lines"],
+        "per_side": [
+            {"side": s, "authorization": a, "review_policy": r, "lines": n} for (s, a, r), n in per_side.items()
+        ],
+        "by_country": list(countries.values()),
+        "transitions": [
+            {
+                "side": s,
+                "from_authorization": fa,
+                "to_authorization": ta,
+                "from_review_policy": fr,
+                "to_review_policy": tr,
+                "lines": n,
+            }
+            for (s, fa, ta, fr, tr), n in sorted(transitions.items(), key=lambda kv: (-kv[1], kv[0][0]))
+        ],
+        "by_rule": [
+            {"side": s, "from_rule": a, "from_citation": b, "to_rule": c, "to_citation": d, "lines": n}
+            for (s, a, b, c, d), n in sorted(rules.items(), key=lambda kv: (-kv[1], kv[0][0]))
+        ],
+        "changed": changed[:rows],
+    }
+
+
+def _tick_step(peak: int, ticks: int = 5) -> int:
+    """A 1-2-5 step giving at most `ticks` intervals up to `peak` (whole lines: at least 1)."""
+    import math
+
+    raw = max(peak / ticks, 1.0)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+
+
+def comparison_chart_svg(
+    per_side: list[dict[str, Any]], sides: list[str], title: str = "Lines by outcome on each side"
+) -> str:
+    """Grouped bars: for each outcome (authorization, with the review policy of a licence), one bar per
+    side with its number of lines. `per_side` rows are ``{side, authorization, review_policy, lines}``
+    (``BookComparison.per_side``). A self-contained SVG document: no scripts, no external references;
+    each bar's tooltip says ``SIDE: OUTCOME: N lines``."""
+    from xml.sax.saxutils import escape
+
+    counts: dict[str, dict[str, int]] = {}
+    for row in per_side:
+        label = _outcome_label(row["authorization"], row["review_policy"])
+        by_side = counts.setdefault(label, {})
+        by_side[row["side"]] = by_side.get(row["side"], 0) + int(row["lines"])
+    outcomes = sorted(counts, key=_outcome_key)
+    bar, gap, left, right, plot_h = 26, 40, 64, 24, 220
+    width = max(600, left + max(len(outcomes), 1) * (len(sides) * bar + gap) + right)
+    group_w = (width - left - right) / max(len(outcomes), 1)
+    per_row = max(1, (width - left - right) // 280)
+    top = 76 + 18 * ((len(sides) - 1) // per_row)
+    base_y = top + plot_h
+    height = base_y + 70
+    peak = max((n for by_side in counts.values() for n in by_side.values()), default=0)
+    step = _tick_step(peak)
+    axis_max = max(step * -(-peak // step), step)
+    font = "font-family='Helvetica, Arial, sans-serif'"
+
+    def y(value: float) -> float:
+        return base_y - plot_h * value / axis_max
+
+    def text(x: float, y_: float, content: str, size: int, anchor: str = "start", fill: str = "#222222") -> str:
+        return (
+            f"<text x='{x:.1f}' y='{y_:.1f}' {font} font-size='{size}' text-anchor='{anchor}' "
+            f"fill='{fill}'>{escape(content)}</text>"
+        )
+
+    out = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' height='{height}'>",
+        f"<title>{escape(title)}</title>",
+        f"<rect x='0' y='0' width='{width}' height='{height}' fill='#ffffff'/>",
+        text(left, 24, title, 15),
+    ]
+    for i, side in enumerate(sides):  # the legend
+        lx, ly = left + (i % per_row) * 280, 46 + 18 * (i // per_row)
+        colour = SIDE_COLOURS[i % len(SIDE_COLOURS)]
+        out.append(f"<rect x='{lx}' y='{ly - 10}' width='12' height='12' fill='{colour}'/>")
+        out.append(text(lx + 18, ly, side + (" (baseline)" if i == 0 else ""), 12))
+    for tick in range(0, axis_max + 1, step):
+        ty = y(tick)
+        out.append(f"<line x1='{left}' y1='{ty:.1f}' x2='{width - right}' y2='{ty:.1f}' stroke='#e3e7ee'/>")
+        out.append(text(left - 6, ty + 4, f"{tick:,}", 11, "end", "#5b6577"))
+    if not outcomes:
+        out.append(text(width / 2, base_y - plot_h / 2, "no lines compared", 13, "middle", "#5b6577"))
+    for g, outcome in enumerate(outcomes):
+        centre = left + (g + 0.5) * group_w
+        gx = centre - len(sides) * bar / 2
+        for i, side in enumerate(sides):
+            n = counts[outcome].get(side, 0)
+            x, top_y = gx + i * bar, y(n)
+            out.append(
+                f"<rect class='bar' x='{x:.1f}' y='{top_y:.3f}' width='{bar - 2}' height='{base_y - top_y:.3f}' "
+                f"fill='{SIDE_COLOURS[i % len(SIDE_COLOURS)]}'><title>{escape(f'{side}: {outcome}: {n:,} lines')}"
+                "</title></rect>"
+            )
+            out.append(text(x + (bar - 2) / 2, top_y - 4, f"{n:,}", 10, "middle"))
+        authorization, _, policy = outcome.partition(" (")
+        out.append(text(centre, base_y + 18, authorization, 11, "middle"))
+        if policy:
+            out.append(text(centre, base_y + 32, f"({policy}", 10, "middle", "#5b6577"))
+    out.append(f"<line x1='{left}' y1='{base_y}' x2='{width - right}' y2='{base_y}' stroke='#333333'/>")
+    out.append(
+        text(left, height - 12, "Lines per side; a licence is shown with its review policy.", 10, fill="#5b6577")
+    )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str | int | float | None:
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def comparison_report(comparison: BookComparison | dict[str, Any], rows: int = REPORT_ROWS) -> Report:
+    """A comparison as a report document (``tierline.reports.Report``, kind ``comparison``): a book's
+    `BookComparison` (or its ``as_dict()``), or the answer of `compare_transaction`. The stamp names
+    every side's vintage and reform and the as-of date (a transaction's date, or the date of the book's
+    starting allowances); the summary counts the changes; tables give the transitions, the rules that
+    decided the changed lines (with citations), the countries with changed lines and the first `rows`
+    changed lines; the chart shows the lines by outcome on each side. The citations are every rule
+    that decided a changed line, each vintage's reference and each reform (a scenario, not law)."""
+    if isinstance(comparison, BookComparison):
+        p = comparison.as_dict(rows=rows)
+    elif isinstance(comparison, dict) and comparison.get("kind") == "transaction":
+        p = _transaction_payload(comparison, rows)
+    elif isinstance(comparison, dict) and comparison.get("kind") == "order_book":
+        p = {**comparison, "changed": comparison.get("changed", [])[:rows]}
+    else:
+        raise TierlineError("comparison", "expected a book comparison or the answer of compare_transaction")
+    book = p["kind"] == "order_book"
+    sides = [s["label"] for s in p["sides"]]
+    baseline = p["baseline"]
+    others = sides[1:]
+    as_of_text = (p["starting_state_as_of"] or p["compared_from"]) if book else p["as_of"]
+    stamp = Stamp(
+        tuple(s["vintage"] for s in p["sides"]),
+        tuple(s["reform"] for s in p["sides"]),
+        dt.date.fromisoformat(as_of_text),
+    )
+    per_change: dict[str, int] = {}
+    for r in p["transitions"]:
+        per_change[r["side"]] = per_change.get(r["side"], 0) + int(r["lines"])
+
+    # ---- summary
+    summary = []
+    if book:
+        summary.append(
+            f"{p['screened']:,} order line(s) compared under {len(sides)} sides, lines dated from "
+            f"{p['compared_from']} on; the baseline is {baseline}."
+        )
+        if p["outside_window"] or p["rejected"]:
+            summary.append(
+                f"Not compared: {p['outside_window']:,} line(s) dated before {p['compared_from']} (outside the "
+                f"comparison) and {p['rejected']:,} rejected line(s)."
+            )
+    else:
+        summary.append(
+            f"A transaction of {p['lines']} line(s) dated {p['as_of']} determined under {len(sides)} sides; "
+            f"the baseline is {baseline}."
+        )
+    summary.append(
+        f"{p['changed_lines']:,} of {p['screened']:,} line(s) change outcome under at least one side."
+        if p["changed_lines"]
+        else f"No line changes outcome: every side decides the {p['screened']:,} line(s) as {baseline} does."
+    )
+    for side in others:
+        moves = [r for r in p["transitions"] if r["side"] == side]
+        if not moves:
+            summary.append(f"Under {side}: no line changes.")
+            continue
+        top = max(moves, key=lambda r: r["lines"])
+        summary.append(
+            f"Under {side}: {per_change[side]:,} line(s) change against {baseline}; most often "
+            f"{_outcome_label(top['from_authorization'], top['from_review_policy'])} → "
+            f"{_outcome_label(top['to_authorization'], top['to_review_policy'])} ({top['lines']:,} line(s))."
+        )
+    licences = {s: 0 for s in sides}
+    for r in p["per_side"]:
+        if r["authorization"] == "LICENSE":
+            licences[r["side"]] += int(r["lines"])
+    summary.append("Lines needing a licence: " + "; ".join(f"{s} {n:,}" for s, n in licences.items()) + ".")
+    if not book:
+        for r in p["changed"]:
+            diff = r["difference"]
+            if diff and diff["to"]:
+                summary.append(
+                    f"Line {r['line']} ({r['chip']}) under {r['side']}: the explanations part at step {diff['step']}, "
+                    f"{diff['to']['rule']} ({diff['to']['citation']})."
+                )
+
+    # ---- tables and chart
+    transitions = Table(
+        "Transitions against the baseline",
+        ("side", "baseline outcome", "side's outcome", "lines"),
+        tuple(
+            (
+                r["side"],
+                _outcome_label(r["from_authorization"], r["from_review_policy"]),
+                _outcome_label(r["to_authorization"], r["to_review_policy"]),
+                int(r["lines"]),
+            )
+            for r in p["transitions"]
+        ),
+        (False, False, False, True),
+    )
+    rules_table = Table(
+        "Rules that decided the changed lines",
+        ("side", "baseline rule", "baseline citation", "side's rule", "side's citation", "lines"),
+        tuple(
+            (r["side"], r["from_rule"], r["from_citation"], r["to_rule"], r["to_citation"], int(r["lines"]))
+            for r in p["by_rule"]
+        ),
+        (False, False, False, False, False, True),
+    )
+    changed_here: dict[str, int] = {}
+    for r in p["by_country"]:
+        changed_here[r["destination"]] = changed_here.get(r["destination"], 0) + int(r.get("changed") or 0)
+    order = {s: i for i, s in enumerate(sides)}
+    countries = Table(
+        "Countries with changed lines (every side)",
+        ("destination", "side", "lines", "changed", "needing a licence", "TPP drawn"),
+        tuple(
+            (
+                r["destination"],
+                r["side"],
+                int(r["lines"]),
+                int(r.get("changed") or 0),
+                int(r["needs_license"]),
+                float(r["draw_tpp"] or 0.0),
+            )
+            for r in sorted(
+                (r for r in p["by_country"] if changed_here[r["destination"]]),
+                key=lambda r: (-changed_here[r["destination"]], r["destination"], order.get(r["side"], len(order))),
+            )
+        ),
+        (False, False, True, True, True, True),
+    )
+    outcome_counts: dict[str, dict[str, int]] = {}
+    for r in p["per_side"]:
+        label = _outcome_label(r["authorization"], r["review_policy"])
+        outcome_counts.setdefault(label, {})
+        outcome_counts[label][r["side"]] = outcome_counts[label].get(r["side"], 0) + int(r["lines"])
+    by_outcome = Table(
+        "Lines by outcome on each side",
+        ("outcome", *sides),
+        tuple(
+            (label, *(outcome_counts[label].get(s, 0) for s in sides))
+            for label in sorted(outcome_counts, key=_outcome_key)
+        ),
+        (False, *(True for _ in sides)),
+    )
+    ids = any(r["line_id"] for r in p["changed"])  # a column for the books' own references, when given
+    columns = ["line", *(["line id"] if ids else []), "date", "destination", "chip", "quantity", "side"]
+    columns += ["baseline outcome", "side's outcome", "baseline rule", "side's rule"]
+    columns += [] if book else ["first different step"]
+    changed_rows = []
+    for r in p["changed"]:
+        cells: list[Any] = [r["line"], *([r["line_id"]] if ids else []), r["date"], r["destination"], r["chip"]]
+        cells += [r["quantity"], r["side"]]
+        cells += [
+            _outcome_label(r["from_authorization"], r["from_review_policy"]),
+            _outcome_label(r["to_authorization"], r["to_review_policy"]),
+            f"{r['from_rule']} ({r['from_citation']})",
+            f"{r['to_rule']} ({r['to_citation']})",
+        ]
+        if not book:
+            diff = r["difference"]
+            step = diff["to"] or diff["from"] if diff else None
+            cells.append(f"{diff['step']}: {step['rule']} ({step['citation']})" if diff and step else None)
+        changed_rows.append(tuple(_cell(c) for c in cells))
+    first = Table(
+        f"The first {len(changed_rows)} changed line(s)" if book else "Changed lines",
+        tuple(columns),
+        tuple(changed_rows),
+        tuple(c in ("line", "quantity") for c in columns),
+    )
+    where = f"; every changed line is in {p['out']}" if book and p.get("out") else ""
+    sections = [
+        Section(
+            "What changed",
+            (CHANGE_MEANING,)
+            + (
+                (
+                    f"Lines dated before {p['compared_from']}, the latest side's entry into force, are outside "
+                    "the comparison.",
+                )
+                if book
+                else ()
+            ),
+            (transitions, rules_table) if p["transitions"] else (),
+        ),
+        Section(
+            "Lines by outcome",
+            (),
+            (by_outcome,),
+            (Chart("Lines by outcome on each side", comparison_chart_svg(p["per_side"], sides)),),
+        ),
+    ]
+    if countries.rows:
+        sections.append(Section("Countries with changed lines", (), (countries,)))
+    if changed_rows:
+        sections.append(
+            Section(
+                "Changed lines",
+                (f"{len(changed_rows)} of {sum(per_change.values()):,} changed rows (a line per side){where}.",),
+                (first,),
+            )
+        )
+
+    # ---- citations
+    cites: dict[str, str] = {}
+    for r in p["by_rule"]:
+        cites.setdefault(r["from_citation"], f"{r['from_rule']}: decided changed lines under {baseline}")
+        cites.setdefault(r["to_citation"], f"{r['to_rule']}: decided changed lines under {r['side']}")
+    for r in p["changed"]:
+        diff = r.get("difference")
+        for step in (diff["from"], diff["to"]) if diff else ():
+            if step:
+                cites.setdefault(step["citation"], f"{step['rule']}: the first step where the explanations part")
+    for vintage in dict.fromkeys(s["vintage"] for s in p["sides"]):
+        v = get_vintage(vintage)
+        cites.setdefault(v.reference.cite(), f"vintage {vintage}: {v.title}")
+    for s in p["sides"]:
+        if s["reform"]:
+            cites.setdefault(f"reform {s['reform']} (scenario, not law)", f"side {s['label']}: a scenario, not law")
+    title = f"Comparison: {', '.join(others)} against {baseline}"
+    return Report(
+        kind="comparison",
+        title=title if book else f"Transaction {title[0].lower()}{title[1:]}",
+        stamp=stamp,
+        summary=tuple(summary),
+        sections=tuple(sections),
+        citations=tuple(Citation(c, u) for c, u in cites.items()),
+    )

@@ -7,7 +7,20 @@ import sys
 
 import typer
 
-from tierline.cli import check, classify, compare, countries, design, ledger, policy, scenario, screen, serve
+from tierline.cli import (
+    analysis,
+    check,
+    classify,
+    compare,
+    countries,
+    design,
+    ledger,
+    policy,
+    report,
+    scenario,
+    screen,
+    serve,
+)
 from tierline.errors import TierlineError
 
 app = typer.Typer(
@@ -33,6 +46,8 @@ app.command("sample-orders")(screen.sample_orders_command)
 app.command("serve")(serve.serve_command)
 app.add_typer(serve.keys_app, name="keys")
 app.add_typer(scenario.scenario_app, name="scenario")
+app.add_typer(report.report_app, name="report")
+analysis.register(app)
 
 
 def main() -> None:

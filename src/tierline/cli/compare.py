@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from tierline.cli.output import JSON, console, emit_json, table
+from tierline.cli.output import JSON, REPORT, console, emit_json, table, write_cli_report
 from tierline.errors import TierlineError
 
 SIDES = typer.Option(
@@ -29,10 +29,11 @@ def compare_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Changed lines (default: ORDERS.changed.EXT)."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Compare the valid lines of a book."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+    report: Optional[Path] = REPORT,
     as_json: bool = JSON,
 ) -> None:
     """What changes between rule vintages or scenarios, line by line, and which rule made the difference."""
-    from tierline.compare import compare_book, compare_transaction, parse_side
+    from tierline.compare import compare_book, compare_transaction, comparison_report, parse_side
 
     sides = [parse_side(s, "--side") for s in side]
     if file.suffix.lower() in (".json", ".yaml", ".yml"):
@@ -40,6 +41,8 @@ def compare_command(
 
         answer = compare_transaction(load_transaction(file), sides)
         emit_json(answer) if as_json else _show_transaction(answer)
+        if report is not None:
+            write_cli_report(comparison_report(answer), report)
         return
     from tierline.cli.screen import _progress
     from tierline.ledger import Ledger
@@ -56,6 +59,8 @@ def compare_command(
         comparison = compare_book(file, sides, out=out, start=start, skip_invalid=skip_invalid, progress=advance)
     payload = comparison.as_dict(rows=20)
     emit_json(payload) if as_json else _show_book(payload)
+    if report is not None:
+        write_cli_report(comparison_report(comparison), report)
 
 
 def _show_transaction(answer: dict[str, Any]) -> None:
@@ -75,12 +80,14 @@ def _show_transaction(answer: dict[str, Any]) -> None:
             diff = change["difference"]
             if diff:
                 a, b = diff["from"], diff["to"]
-                console.print(
-                    f"  first different step ({diff['step']}): "
-                    f"{a['rule'] if a else '—'} [{a['citation'] if a else ''}] → "
-                    f"{b['rule'] if b else '—'} [{b['citation'] if b else ''}]"
-                )
+                console.print(f"  first different step ({diff['step']}): {_step(a)} → {_step(b)}")
     console.print(f"[dim]baseline {answer['baseline']} · as of {answer['as_of']}[/dim]")
+
+
+def _step(step: dict[str, Any] | None) -> str:
+    if step is None:
+        return "—"
+    return f"{step['rule']} = {step['result']} [{step['citation']}]"
 
 
 def _show_book(p: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -23,6 +24,19 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 SCENARIO = typer.Option(
     None, "--scenario", help="A stored reform (tierline scenario list): answer as if it were in force."
 )
+
+
+REPORT = typer.Option(
+    None, "--report", help="Also write a report: REPORT.html and REPORT.pdf (charts, citations, stamps)."
+)
+
+
+def write_cli_report(report: Any, out: Path) -> None:
+    """Write REPORT.html and REPORT.pdf and say where (on stderr, so --json stays clean)."""
+    from tierline.reports.write import write_report
+
+    html, pdf = write_report(report, out)
+    err_console.print(f"report: {html} and {pdf}")
 
 
 def context(vintage: str, as_of: str | None, scenario: str | None = None) -> Context:

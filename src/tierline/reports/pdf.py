@@ -214,7 +214,7 @@ class _ReportPDF(FPDF):
         self.set_draw_color(*RULE)
         self.set_line_width(0.2)
         if widths is None:
-            widths = self._widths(header, rows, size)
+            widths = self._widths(header, rows, size, num)
             width = min(self.epw, max(sum(widths) * 1.25, 70.0))
         else:
             width = self.epw
@@ -238,18 +238,35 @@ class _ReportPDF(FPDF):
             for row in rows:
                 grid.row(row)
 
-    def _widths(self, header: list[str], rows: list[list[str]], size: float) -> tuple[float, ...]:
-        """Column shares from the widest text in each column (headers bold), long text capped."""
+    def _widths(
+        self, header: list[str], rows: list[list[str]], size: float, num: tuple[bool, ...] = ()
+    ) -> tuple[float, ...]:
+        """Column widths from the widest text in each column (headers bold), long text capped. When
+        they do not fit the page, number columns keep their width (a number is never wrapped), each
+        text column keeps at least its longest word, and the text columns share what is left."""
         cap = self.epw * 0.45
-        natural = []
+        natural, words = [], []
         for i, name in enumerate(header):
             self.set_font(FONT, "B", size)
             widest = max((self.get_string_width(w) for w in name.split()), default=0.0)
+            word = widest
             self.set_font(FONT, "", size)
             for row in rows[:400]:
                 widest = max(widest, self.get_string_width(row[i]))
+                word = max([word, *(self.get_string_width(w) for w in row[i].split())])
             natural.append(min(widest, cap) + 4.0)
-        return tuple(natural)
+            words.append(min(word, 30.0) + 4.0)
+        numeric = [i < len(num) and num[i] for i in range(len(natural))]
+        if sum(natural) <= self.epw or not any(numeric):
+            return tuple(natural)
+        room = self.epw - sum(w for w, n in zip(natural, numeric, strict=True) if n)
+        low = [min(w, n) for w, n in zip(words, natural, strict=True)]
+        floor = sum(w for w, n in zip(low, numeric, strict=True) if not n)
+        extra = sum(n - w for w, n, k in zip(low, natural, numeric, strict=True) if not k)
+        share = max(0.0, room - floor) / extra if extra else 0.0
+        if room < floor:  # not even the longest words fit: shrink the text columns alike
+            return tuple(n if k else w * max(room, 1.0) / floor for w, n, k in zip(low, natural, numeric, strict=True))
+        return tuple(n if k else w + (n - w) * share for w, n, k in zip(low, natural, numeric, strict=True))
 
     def chart(self, chart: Chart, n: int) -> None:
         try:

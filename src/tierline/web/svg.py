@@ -83,7 +83,7 @@ def burndown_svg(steps: list[Step], start: dt.date, end: dt.date, today: dt.date
         value = peak * frac
         parts.append(
             f"<line class='bd-grid' x1='{left}' x2='{width - right}' y1='{y(value):.1f}' y2='{y(value):.1f}'/>"
-            f"<text class='bd-axis' x='{left - 6}' y='{y(value) + 4:.1f}' text-anchor='end'>{_short(value)}</text>"
+            f"<text class='bd-axis' x='{left - 6}' y='{y(value) + 4:.1f}' text-anchor='end'>{short_number(value)}</text>"
         )
     for year in range(start.year, end.year + 2):
         day = dt.date(year, 1, 1)
@@ -102,7 +102,7 @@ def burndown_svg(steps: list[Step], start: dt.date, end: dt.date, today: dt.date
     return "".join(parts)
 
 
-def _short(value: float) -> str:
+def short_number(value: float) -> str:
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= size:
             return f"{value / size:.3g}{suffix}"
