@@ -647,3 +647,29 @@ def test_plans_built_by_worker_processes_give_the_same_decisions(tmp_path: Path,
     assert pool is not None
     pool.shutdown()
     assert pl.read_parquet(outs[1]).equals(pl.read_parquet(outs[2]))
+
+
+def test_a_dead_plan_worker_does_not_lose_the_screening(tmp_path: Path, monkeypatch: Any) -> None:
+    """A worker killed mid-run (out of memory, say) breaks the pool: the plans are built in the
+    screening process instead and the decisions are the same; the next screening gets a new pool."""
+    import os
+    import signal
+
+    import tierline.screen.workers as workers
+
+    orders = tmp_path / "book.csv"
+    write_sample(2000, orders, seed=11)
+    monkeypatch.setenv(workers.WORKERS_ENV, "1")
+    expected = tmp_path / "expected.parquet"
+    screen_file(orders, expected, state=InMemoryAllowances(), vintage=VINTAGE)
+    monkeypatch.setenv(workers.WORKERS_ENV, "2")
+    monkeypatch.setattr(workers, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(workers, "_pool", None)
+    pool = workers._pool_for(2)
+    assert pool.submit(os.getpid).result() != os.getpid()  # a live worker
+    for pid in list(pool._processes):  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGKILL)
+    out = tmp_path / "out.parquet"
+    screen_file(orders, out, state=InMemoryAllowances(), vintage=VINTAGE)
+    assert pl.read_parquet(out).equals(pl.read_parquet(expected))
+    assert workers._pool is None  # dropped; a new one is made on next use

@@ -14,6 +14,7 @@ import atexit
 import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from tierline.errors import TierlineError
 from tierline.screen.plans import Plan, Task, plan_or_error
@@ -52,6 +53,11 @@ def build_plans(tasks: list[Task]) -> list[Plan | TierlineError]:
     n = workers()
     if n == 1 or len(tasks) < MIN_PARALLEL:
         return _build(tasks)
+    global _pool
     size = max(1, min(CHUNK, len(tasks) // (4 * n)))
     chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
-    return [plan for chunk in _pool_for(n).map(_build, chunks) for plan in chunk]
+    try:
+        return [plan for chunk in _pool_for(n).map(_build, chunks) for plan in chunk]
+    except BrokenProcessPool:  # a worker died (killed, out of memory): build here, a new pool next time
+        _pool = None
+        return _build(tasks)
