@@ -28,8 +28,7 @@ from tierline.policy.vintages import get_vintage
 from tierline.reforms import Reform, get_reform
 from tierline.reports.model import Chart, Citation, Report, Section, Stamp, Table
 from tierline.screen.engine import Screener, Snapshot
-from tierline.screen.read import BAD_SCHEMA
-from tierline.screen.run import CHUNK, FileWriter, Progress, Result, rejects_path, screen_batches, starting_snapshot
+from tierline.screen.run import CHUNK, FileWriter, Progress, Result, screen_batches, starting_snapshot, write_rejects
 from tierline.trace import TraceStep
 
 OUTCOME = ("license_required", "authorization", "review_policy", "draw_account")
@@ -362,26 +361,19 @@ def compare_book(
     writer = FileWriter(out) if out is not None else None
     differ = _Differ(sides, writer, keep)
     window = _Window(sides)
-    try:
-        rejects = screen_batches(
-            orders,
-            screeners,
-            [differ.sink] * len(sides),
-            result,
-            skip_invalid=skip_invalid,
-            chunk_size=chunk_size,
-            progress=progress,
-            prepare=window,
-        )
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
+    rejects = screen_batches(
+        orders,
+        screeners,
+        [differ.sink] * len(sides),
+        result,
+        skip_invalid=skip_invalid,
+        chunk_size=chunk_size,
+        progress=progress,
+        prepare=window,
+        writer=writer,
+    )
     comparison = BookComparison(sides, result, snapshot.as_of, window.start, window.outside)
-    report = pl.concat(rejects) if rejects else pl.DataFrame(schema=BAD_SCHEMA)
-    if len(report):
-        comparison.rejects = rejects_path(out, orders)
-        report.write_csv(comparison.rejects)
+    _report, comparison.rejects = write_rejects(rejects, out, orders)
     if result.bad_count and not skip_invalid:
         if writer is not None:
             writer.discard()

@@ -135,25 +135,18 @@ def screen_file(
     screener = Screener(snapshot, vintage, reform=reform, collect_draws=collect_draws)
     result = Result(vintage=vintage, reform=reform.name if reform else None, first_date=snapshot.as_of)
     writer = FileWriter(out) if out is not None else None
-    try:
-        rejects = screen_batches(
-            orders,
-            [screener],
-            [writer.write] if writer is not None else [lambda _frame: None],
-            result,
-            skip_invalid=skip_invalid,
-            chunk_size=chunk_size,
-            progress=progress,
-        )
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
-    report = pl.concat(rejects) if rejects else pl.DataFrame(schema=BAD_SCHEMA)
+    rejects = screen_batches(
+        orders,
+        [screener],
+        [writer.write] if writer is not None else [lambda _frame: None],
+        result,
+        skip_invalid=skip_invalid,
+        chunk_size=chunk_size,
+        progress=progress,
+        writer=writer,
+    )
+    report, result.rejects = write_rejects(rejects, out, orders)
     result.bad = [BadRow(**r) for r in report.head(1000).iter_rows(named=True)]
-    if len(report):
-        result.rejects = rejects_path(out, orders)
-        report.write_csv(result.rejects)
     if writer is not None:
         if result.bad_count and not skip_invalid:
             writer.discard()
@@ -177,11 +170,41 @@ def screen_batches(
     chunk_size: int = CHUNK,
     progress: Progress | None = None,
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    writer: FileWriter | None = None,
 ) -> list[pl.DataFrame]:
     """Read and parse `orders` once, batch by batch, and screen every batch with each screener (one
     per side of a comparison), passing its decisions to its sink; counts go to `result`. A line
     invalid under any screener is rejected for all, so the sides stay line-aligned. Returns the
-    reports of bad rows; with bad rows and not `skip_invalid`, nothing more is screened."""
+    reports of bad rows; with bad rows and not `skip_invalid`, nothing more is screened. `writer`
+    (the sinks' output file) is discarded if the screening fails."""
+    try:
+        return _screen_batches(orders, screeners, sinks, result, skip_invalid, chunk_size, progress, prepare)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+
+
+def write_rejects(rejects: list[pl.DataFrame], out: Path | None, orders: Path) -> tuple[pl.DataFrame, Path | None]:
+    """The report of every bad row, written beside the output (or the book) when there are any."""
+    report = pl.concat(rejects) if rejects else pl.DataFrame(schema=BAD_SCHEMA)
+    if not len(report):
+        return report, None
+    path = rejects_path(out, orders)
+    report.write_csv(path)
+    return report, path
+
+
+def _screen_batches(
+    orders: Path,
+    screeners: list[Screener],
+    sinks: list[Callable[[pl.DataFrame], None]],
+    result: Result,
+    skip_invalid: bool,
+    chunk_size: int,
+    progress: Progress | None,
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] | None,
+) -> list[pl.DataFrame]:
     rejects: list[pl.DataFrame] = []
     for batch in batches(orders, chunk_size):
         typed, bad_values = parse(batch)
