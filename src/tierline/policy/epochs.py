@@ -28,8 +28,10 @@ def dates_in(value: Any) -> Iterator[dt.date]:
             yield from dates_in(item)
 
 
-def _policy_dates(policy_dir: str | None) -> Iterator[dt.date]:
+def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[dt.date]:
     for param in load_parameters(policy_dir):
+        if vintage is not None and not param.applies_to(vintage):
+            continue  # a rule of `vintage` cannot read it (Context.parameter refuses)
         for start, value in param.values:
             yield start
             yield from dates_in(value)
@@ -41,9 +43,9 @@ def _policy_dates(policy_dir: str | None) -> Iterator[dt.date]:
         yield change.effective
 
 
-@functools.lru_cache(maxsize=8)
-def _bundled_boundaries(policy_dir: str | None) -> tuple[dt.date, ...]:
-    return boundaries(_policy_dates(policy_dir))
+@functools.lru_cache(maxsize=16)
+def _bundled_boundaries(policy_dir: str | None, vintage: str | None) -> tuple[dt.date, ...]:
+    return boundaries(_policy_dates(policy_dir, vintage))
 
 
 def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:
@@ -56,10 +58,11 @@ def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:
     return tuple(sorted(out))
 
 
-def change_dates(extra: Iterable[dt.date] = ()) -> tuple[dt.date, ...]:
+def change_dates(extra: Iterable[dt.date] = (), vintage: str | None = None) -> tuple[dt.date, ...]:
     """The epoch boundaries of the policy data in force, plus those of `extra` dates (for example the
-    dates of recorded government-to-government arrangements). Calendar years are not included: a
-    caller that keys anything by year adds the year itself."""
-    base = _bundled_boundaries(os.environ.get(POLICY_DIR_ENV) or None)
+    dates of recorded government-to-government arrangements). With `vintage`, only the parameters
+    that vintage can read count (every vintage's dates and every Country Group change always do).
+    Calendar years are not included: a caller that keys anything by year adds the year itself."""
+    base = _bundled_boundaries(os.environ.get(POLICY_DIR_ENV) or None, vintage)
     more = boundaries(extra)
     return tuple(sorted(set(base) | set(more))) if more else base

@@ -23,10 +23,11 @@ from tierline.countries import all_countries
 from tierline.determination.engine import determine
 from tierline.errors import TierlineError
 from tierline.policy.epochs import change_dates
+from tierline.policy.vintages import load_vintages
 from tierline.reforms import Reform
 from tierline.screen.kernel import CAP, SHARES, accumulate
 from tierline.screen.orders import DECISION_COLUMNS, PROFILE, column_of, decision_row, transaction_for
-from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, Task, plan_or_error
+from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, Task
 from tierline.tiers import UNITED_STATES
 
 MAX_CANDIDATES = 8
@@ -89,7 +90,6 @@ class Planning:
     keyed: pl.DataFrame
     firsts: pl.DataFrame
     pairs: list[tuple[int, int]]
-    new: list[tuple[int, int]]
     tasks: list[Task]
 
 
@@ -105,11 +105,12 @@ class Screener:
         self.collect_draws = collect_draws
         self.draws: dict[tuple[str, dt.date], Fraction] = {}  # with collect_draws: per account and date
         self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
-        bounds = change_dates([*snapshot.g2g.values(), *(reform.dates() if reform else ())])
+        bounds = change_dates([*snapshot.g2g.values(), *(reform.dates() if reform else ())], vintage)
         self.bounds = np.array([(d - EPOCH_DAY).days for d in bounds], dtype=np.int64)
         self.scale = 1
         self.plan_ids: dict[tuple[int, int], int] = {}
         self.plans: list[Plan | TierlineError] = []
+        self.reserved = 0  # plan ids given to kinds whose plans are still being built
         self.plan_rows: list[list[int]] = []  # per plan: the decision template of each branch
         # account slots
         self.templates: dict[str, int] = {}
@@ -132,13 +133,22 @@ class Screener:
         self._arrays: dict[str, np.ndarray] | None = None
 
     # ---- plans ----------------------------------------------------------------------------------
-    def _epoch_start(self, day: dt.date) -> dt.date:
-        """The first day of `day`'s policy epoch within its calendar year (the plan's date)."""
-        i = int(np.searchsorted(self.bounds, (day - EPOCH_DAY).days, side="right"))
-        start = EPOCH_DAY + dt.timedelta(days=int(self.bounds[i - 1])) if i > 0 else day
-        return max(start, dt.date(day.year, 1, 1))
+    @staticmethod
+    def _yearly(vintages: pl.Series) -> dict[str, bool]:
+        """Per vintage named in the batch: whether its lines are planned per calendar year (it has
+        License Exception LPP, whose accounts are per consignee-year); unknown names: yes."""
+        known = load_vintages()
+        return {v: v not in known or known[v].has("lpp") for v in vintages.unique().to_list()}
 
-    def _add_plan(self, plan: Plan | TierlineError) -> int:
+    def _epoch_starts(self, days: np.ndarray, epochs: np.ndarray, years: np.ndarray) -> list[dt.date]:
+        """The first day of each day's policy epoch, within its calendar year where the year is part
+        of the plan (`years` 0 where it is not): the plans' dates."""
+        start = np.where(epochs > 0, self.bounds[np.maximum(epochs - 1, 0)], days)
+        january = (np.maximum(years, 1970) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
+        first = np.where(years > 0, np.maximum(start, january), start)
+        return [EPOCH_DAY + dt.timedelta(days=int(d)) for d in first.tolist()]
+
+    def _add_plan(self, plan: Plan | TierlineError) -> None:
         self.plans.append(plan)
         self.plan_rows.append([])
         if isinstance(plan, Plan):
@@ -146,8 +156,6 @@ class Screener:
             self.plan_rows[-1] = list(range(len(self.rows), len(self.rows) + len(plan.rows)))
             self.rows.extend(plan.rows)
             self.rows_frame = None
-            self._arrays = None
-        return len(self.plans) - 1
 
     def _rescale(self, *values: Fraction) -> None:
         scale = self.scale
@@ -169,28 +177,34 @@ class Screener:
         return tid, 1 if CONSIGNEE in account else 2 if OPERATOR in account else 0
 
     def _profile_arrays(self) -> dict[str, np.ndarray]:
-        if self._arrays is not None:
-            return self._arrays
+        """Every plan as rows of arrays for the kernel; extended as plans are added, rebuilt when
+        the amount scale changes."""
         n, k, c = len(self.plans), MAX_CANDIDATES, len(self.countries)
-        a = {
-            "ncand": np.zeros(n, dtype=np.int64),
-            "kind": np.zeros((n, k), dtype=np.int64),
-            "cap": np.zeros((n, k), dtype=np.int64),
-            "template": np.full((n, k), -1, dtype=np.int64),
-            "who": np.zeros((n, k), dtype=np.int64),
-            "dest": np.zeros(n, dtype=np.int64),
-            "tier1": np.zeros((n, c), dtype=np.bool_),
-            "measures": np.zeros((n, 3), dtype=np.int64),
-            "minimums": np.zeros((n, 3), dtype=np.bool_),
-            "nums": np.zeros((n, 3), dtype=np.int64),
-            "dens": np.zeros((n, 3), dtype=np.int64),
-            "nlimits": np.zeros(n, dtype=np.int64),
-            "unit": np.zeros(n, dtype=np.int64),
-            "rows": np.full((n, k + 1), -1, dtype=np.int64),
-            "valid": np.zeros(n, dtype=np.bool_),
-            "shares": np.zeros(n, dtype=np.bool_),
+        a = self._arrays
+        start = 0 if a is None else len(a["valid"])
+        if a is not None and start == n:
+            return a
+        grow = {
+            "ncand": np.zeros(n - start, dtype=np.int64),
+            "kind": np.zeros((n - start, k), dtype=np.int64),
+            "cap": np.zeros((n - start, k), dtype=np.int64),
+            "template": np.full((n - start, k), -1, dtype=np.int64),
+            "who": np.zeros((n - start, k), dtype=np.int64),
+            "dest": np.zeros(n - start, dtype=np.int64),
+            "tier1": np.zeros((n - start, c), dtype=np.bool_),
+            "measures": np.zeros((n - start, 3), dtype=np.int64),
+            "minimums": np.zeros((n - start, 3), dtype=np.bool_),
+            "nums": np.zeros((n - start, 3), dtype=np.int64),
+            "dens": np.zeros((n - start, 3), dtype=np.int64),
+            "nlimits": np.zeros(n - start, dtype=np.int64),
+            "unit": np.zeros(n - start, dtype=np.int64),
+            "rows": np.full((n - start, k + 1), -1, dtype=np.int64),
+            "valid": np.zeros(n - start, dtype=np.bool_),
+            "shares": np.zeros(n - start, dtype=np.bool_),
         }
-        for p, plan in enumerate(self.plans):
+        a = grow if a is None else {name: np.concatenate([a[name], more]) for name, more in grow.items()}
+        for p in range(start, n):
+            plan = self.plans[p]
             if not isinstance(plan, Plan):
                 continue
             a["valid"][p] = True
@@ -281,12 +295,18 @@ class Screener:
     # ---- screening ------------------------------------------------------------------------------
     def new_plans(self, batch: pl.DataFrame, hashes: tuple[np.ndarray, np.ndarray] | None = None) -> Planning:
         """The kinds of line in a parsed batch, and the plans this screener has yet to build for
-        them (as tasks for `screen.workers.build_plans`). `hashes` (from `profile_hashes`) may be
-        shared by several screeners of the same batch."""
+        them (as tasks for `screen.workers.submit_plans`). `hashes` (from `profile_hashes`) may be
+        shared by several screeners of the same batch. New kinds get their plan ids now, so the
+        next batch can be planned before this one's plans are back; `planned` must then be called
+        for the plannings in the order they were made."""
         h1, h2 = hashes if hashes is not None else profile_hashes(batch)
         days = _days(batch["date"])
         epoch = np.searchsorted(self.bounds, days, side="right").astype(np.uint64)
-        year = batch["date"].dt.year().to_numpy().astype(np.uint64)
+        # LPP accounts are per calendar year: under a vintage with LPP a kind of line is planned per
+        # year; under others only the policy epochs matter
+        vintages = batch["vintage"].fill_null(self.vintage)
+        yearly = vintages.replace_strict(self._yearly(vintages), return_dtype=pl.Boolean).to_numpy()
+        year = np.where(yearly, batch["date"].dt.year().to_numpy(), 0).astype(np.uint64)
         with np.errstate(over="ignore"):  # mixing the epoch and year into the 128-bit profile hash
             k1 = h1 ^ (epoch * np.uint64(0x9E3779B97F4A7C15) + year)
             k2 = h2 ^ (year * np.uint64(0xC2B2AE3D27D4EB4F) + epoch)
@@ -296,19 +316,26 @@ class Screener:
         new = [j for j, pair in enumerate(pairs) if pair not in self.plan_ids]
         tasks: list[Task] = []
         if new:
-            index = firsts["_i"].to_numpy()
-            for row in batch[index[new]].to_dicts():
-                row["date"] = self._epoch_start(row["date"])  # one date per epoch: the rules' caches hit
+            index = firsts["_i"].to_numpy()[new]
+            starts = self._epoch_starts(days[index], epoch[index].astype(np.int64), year[index].astype(np.int64))
+            for row, start in zip(batch[index].to_dicts(), starts, strict=True):
+                row["date"] = start  # one date per epoch: the rules' caches hit
                 tasks.append((row, self.vintage, self.snapshot.g2g, self.reform))
-        return Planning(keyed, firsts, pairs, [pairs[j] for j in new], tasks)
+            for j in new:
+                self.plan_ids[pairs[j]] = len(self.plans) + self.reserved
+                self.reserved += 1
+        return Planning(keyed, firsts, pairs, tasks)
 
     def planned(
         self, batch: pl.DataFrame, planning: Planning, plans: list[Plan | TierlineError]
     ) -> tuple[np.ndarray, list[BadRow]]:
         """The plan of every line of the batch, given the plans built for `planning`'s tasks, and
         the lines whose plan is an error."""
-        for pair, plan in zip(planning.new, plans, strict=True):
-            self.plan_ids[pair] = self._add_plan(plan)
+        if len(plans) != len(planning.tasks):
+            raise AssertionError("a plan for every task")
+        for plan in plans:  # in the order their ids were reserved
+            self._add_plan(plan)
+        self.reserved -= len(plans)
         ids = [self.plan_ids[pair] for pair in planning.pairs]
         table = planning.firsts.select("h1", "h2", pl.Series("pid", ids, dtype=pl.Int64))
         pid = planning.keyed.join(table, on=["h1", "h2"], how="left", maintain_order="left")["pid"].to_numpy()
@@ -317,13 +344,6 @@ class Screener:
         for i in np.flatnonzero(~valid[pid]).tolist():
             bad.append(self._bad_line(batch.row(i, named=True), self.plans[pid[i]]))
         return pid, bad
-
-    def plan_lines(
-        self, batch: pl.DataFrame, hashes: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> tuple[np.ndarray, list[BadRow]]:
-        """`new_plans` then `planned`, building the plans in this process."""
-        planning = self.new_plans(batch, hashes)
-        return self.planned(batch, planning, [plan_or_error(*task) for task in planning.tasks])
 
     def _bad_line(self, row: dict[str, Any], error: Plan | TierlineError) -> BadRow:
         assert isinstance(error, TierlineError)
@@ -334,7 +354,7 @@ class Screener:
         return BadRow(row["line"], column, None if value is None else str(value), error.reason)
 
     def screen(self, batch: pl.DataFrame, pid: np.ndarray) -> pl.DataFrame:
-        """Decisions for a parsed batch of valid lines (their plans from `plan_lines`), in order."""
+        """Decisions for a parsed batch of valid lines (their plans from `planned`), in order."""
         n = len(batch)
         if n == 0:
             return pl.DataFrame(schema=DECISION_SCHEMA)

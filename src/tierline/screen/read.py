@@ -108,6 +108,10 @@ def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     schema = batch.schema
     out: list[pl.Expr] = [pl.col("line")]
     checks: list[tuple[str, pl.Expr, pl.Expr, str]] = []  # column, raw text, failed, reason
+    with_choices = [c for c in COLUMNS if c.choices and c.name in schema]
+    distincts = batch.select(  # the distinct values of the columns with choices (few), in one pass
+        _as_text(pl.col(c.name), schema[c.name]).unique().implode().alias(c.name) for c in with_choices
+    )
     for column in COLUMNS:
         name = column.name
         if name not in schema:
@@ -116,8 +120,8 @@ def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         dtype = schema[name]
         raw = _as_text(pl.col(name), dtype)
         value, failed, reason = _typed(column.kind, name, dtype, raw)
-        if column.choices:  # checked on the distinct values, which are few
-            distinct = batch.select(raw.unique().alias("v"))["v"].drop_nulls().to_list()
+        if column.choices:  # checked on the distinct values
+            distinct = [v for v in distincts[name][0].to_list() if v is not None]
             wrong = [v for v in distinct if not _allowed(v, column.choices, column.kind == "list")]
             failed = failed | raw.is_in(wrong)
             reason = f"not one of {', '.join(column.choices)}"
@@ -125,8 +129,13 @@ def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             checks.append((name, raw, raw.is_null(), "is required"))
         checks.append((name, raw, raw.is_not_null() & failed.fill_null(False), reason))
         out.append(value.alias(name))
-    typed = batch.select(out)
-    reports = [
+    flags = [f"\x00bad{i}" for i in range(len(checks))]
+    both = batch.select(
+        *out, *(failed.fill_null(False).alias(f) for f, (_, _, failed, _) in zip(flags, checks, strict=True))
+    )
+    typed = both.drop(flags)
+    found = both.select(pl.col(f).any() for f in flags).row(0) if flags else ()
+    reports = [  # only for the checks that failed somewhere (usually none: one pass over the batch)
         batch.select(
             pl.col("line"),
             pl.lit(name).alias("column"),
@@ -136,7 +145,8 @@ def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         )
         .filter(pl.col("_bad"))
         .drop("_bad")
-        for name, raw, failed, reason in checks
+        for (name, raw, failed, reason), any_bad in zip(checks, found, strict=True)
+        if any_bad
     ]
     bad = pl.concat(reports) if reports else pl.DataFrame(schema=BAD_SCHEMA)
     return typed, bad.sort("line", maintain_order=True)

@@ -18,9 +18,9 @@ import polars as pl
 from tierline.allowances import AllowanceState
 from tierline.errors import TierlineError
 from tierline.reforms import Reform
-from tierline.screen.engine import DECISION_SCHEMA, BadRow, Screener, Snapshot, profile_hashes
+from tierline.screen.engine import DECISION_SCHEMA, BadRow, Planning, Screener, Snapshot, profile_hashes
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
-from tierline.screen.workers import build_plans
+from tierline.screen.workers import Pending, submit_plans
 
 CHUNK = 250_000
 Progress = Callable[[int], None]
@@ -195,6 +195,17 @@ def write_rejects(rejects: list[pl.DataFrame], out: Path | None, orders: Path) -
     return report, path
 
 
+@dataclass
+class _Planned:
+    """A parsed batch whose plans are being built while the previous batch is screened."""
+
+    lines: int
+    ok: pl.DataFrame
+    bad_values: pl.DataFrame
+    plannings: list[Planning]
+    pending: Pending
+
+
 def _screen_batches(
     orders: Path,
     screeners: list[Screener],
@@ -205,7 +216,10 @@ def _screen_batches(
     progress: Progress | None,
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None,
 ) -> list[pl.DataFrame]:
+    """A pipeline: batch k+1 is read, parsed and its new plans started in worker processes, then
+    batch k (whose plans were started before) is screened; decisions leave in file order."""
     rejects: list[pl.DataFrame] = []
+    previous: _Planned | None = None
     for batch in batches(orders, chunk_size):
         typed, bad_values = parse(batch)
         if prepare is not None:
@@ -214,20 +228,36 @@ def _screen_batches(
         ok = typed.filter(~pl.col("line").is_in(bad_values["line"].implode()))
         hashes = profile_hashes(ok)
         plannings = [screener.new_plans(ok, hashes) for screener in screeners]
-        built = iter(build_plans([task for planning in plannings for task in planning.tasks]))
-        planned = [
-            screener.planned(ok, planning, [next(built) for _ in planning.tasks])
-            for screener, planning in zip(screeners, plannings, strict=True)
-        ]
-        bad_plans = [b.as_dict() for _pid, found in planned for b in found]
-        bad = pl.concat([bad_values, pl.DataFrame(bad_plans, schema=BAD_SCHEMA).unique(maintain_order=True)])
-        if len(bad):
-            rejects.append(bad.sort("line", maintain_order=True))
-            result.bad_count += bad["line"].n_unique()
-        if result.bad_count and not skip_invalid:
-            if progress:
-                progress(len(typed))
-            continue  # refused: keep validating, screen nothing more
+        pending = submit_plans([task for planning in plannings for task in planning.tasks])
+        if previous is not None:
+            _screen_planned(previous, screeners, sinks, result, skip_invalid, progress, rejects)
+        previous = _Planned(len(typed), ok, bad_values, plannings, pending)
+    if previous is not None:
+        _screen_planned(previous, screeners, sinks, result, skip_invalid, progress, rejects)
+    return rejects
+
+
+def _screen_planned(
+    batch: _Planned,
+    screeners: list[Screener],
+    sinks: list[Callable[[pl.DataFrame], None]],
+    result: Result,
+    skip_invalid: bool,
+    progress: Progress | None,
+    rejects: list[pl.DataFrame],
+) -> None:
+    ok = batch.ok
+    built = iter(batch.pending.result())
+    planned = [
+        screener.planned(ok, planning, [next(built) for _ in planning.tasks])
+        for screener, planning in zip(screeners, batch.plannings, strict=True)
+    ]
+    bad_plans = [b.as_dict() for _pid, found in planned for b in found]
+    bad = pl.concat([batch.bad_values, pl.DataFrame(bad_plans, schema=BAD_SCHEMA).unique(maintain_order=True)])
+    if len(bad):
+        rejects.append(bad.sort("line", maintain_order=True))
+        result.bad_count += bad["line"].n_unique()
+    if not (result.bad_count and not skip_invalid):  # refused: keep validating, screen nothing more
         keep = np.logical_and.reduce(
             [screener.valid(pid) for screener, (pid, _) in zip(screeners, planned, strict=True)]
         )
@@ -235,9 +265,8 @@ def _screen_batches(
         for screener, (pid, _), sink in zip(screeners, planned, sinks, strict=True):
             sink(screener.screen(valid, pid[keep]))
         result.screened += len(valid)
-        if progress:
-            progress(len(typed))
-    return rejects
+    if progress:
+        progress(batch.lines)
 
 
 def summary(screener: Screener, result: Result) -> dict[str, Any]:

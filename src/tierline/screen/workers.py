@@ -13,7 +13,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from tierline.errors import TierlineError
@@ -48,16 +48,38 @@ def _pool_for(n: int) -> Executor:
     return _pool
 
 
-def build_plans(tasks: list[Task]) -> list[Plan | TierlineError]:
-    """The plan (or the error) of each task, in order: in parallel when there are many."""
+class Pending:
+    """Plans being built: `result()` waits for them, in task order."""
+
+    def __init__(self, tasks: list[Task], futures: list[Future[list[Plan | TierlineError]]] | None) -> None:
+        self.tasks = tasks
+        self.futures = futures
+        self.done = _build(tasks) if futures is None else None
+
+    def result(self) -> list[Plan | TierlineError]:
+        global _pool
+        if self.done is None:
+            assert self.futures is not None
+            try:
+                self.done = [plan for future in self.futures for plan in future.result()]
+            except BrokenProcessPool:  # a worker died (killed, out of memory): build here, a new pool next time
+                _pool = None
+                self.done = _build(self.tasks)
+        return self.done
+
+
+def submit_plans(tasks: list[Task]) -> Pending:
+    """Start building the plan (or the error) of each task: in worker processes when there are
+    many, otherwise here and now."""
     n = workers()
     if n == 1 or len(tasks) < MIN_PARALLEL:
-        return _build(tasks)
-    global _pool
+        return Pending(tasks, None)
     size = max(1, min(CHUNK, len(tasks) // (4 * n)))
-    chunks = [tasks[i : i + size] for i in range(0, len(tasks), size)]
     try:
-        return [plan for chunk in _pool_for(n).map(_build, chunks) for plan in chunk]
-    except BrokenProcessPool:  # a worker died (killed, out of memory): build here, a new pool next time
+        pool = _pool_for(n)
+        futures = [pool.submit(_build, tasks[i : i + size]) for i in range(0, len(tasks), size)]
+    except BrokenProcessPool:
+        global _pool
         _pool = None
-        return _build(tasks)
+        return Pending(tasks, None)
+    return Pending(tasks, futures)
