@@ -35,6 +35,7 @@ MICRO = 1_000_000
 ROLES = ("viewer", "analyst", "officer", "admin")
 MALFORMED = "tl_not-a-real-key"  # two parts only: never a key
 PUBLIC = "public"
+WHATIF_SIDES = ["ai-diffusion", "ai-diffusion+poland-tier1"]
 
 # Every route of the API and the least role that may call it. The test compares this list with the
 # live OpenAPI document, so a new route cannot ship without a decision here.
@@ -68,6 +69,19 @@ MIN_ROLE: dict[tuple[str, str], str] = {
     ("GET", "/v1/keys"): "admin",
     ("POST", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
+    ("GET", "/v1/scenarios"): "viewer",
+    ("GET", "/v1/scenarios/{name}"): "viewer",
+    ("POST", "/v1/scenarios"): "analyst",
+    ("POST", "/v1/compare"): "viewer",
+    ("POST", "/v1/compare/report"): "viewer",
+    ("POST", "/v1/compare/orders"): "analyst",
+    ("GET", "/v1/compare/orders/{comparison_id}"): "viewer",
+    ("GET", "/v1/compare/orders/{comparison_id}/changed"): "viewer",
+    ("GET", "/v1/compare/orders/{comparison_id}/report"): "viewer",
+    ("GET", "/v1/pathways"): "viewer",
+    ("GET", "/v1/pathways/report"): "viewer",
+    ("POST", "/v1/projections"): "viewer",
+    ("POST", "/v1/projections/report"): "viewer",
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
@@ -200,6 +214,29 @@ def _requests(
         return {"Idempotency-Key": unique("matrix")}
 
     done, refused = jobs["done"], jobs["refused"]
+    comparisons: list[str] = []
+
+    def comparison() -> str:
+        """An order-book comparison (made once) whose changed lines and report the viewer routes read."""
+        if not comparisons:
+            response = admin.post("/v1/compare/orders", **compare_upload())
+            assert response.status_code == 200, response.text
+            comparisons.append(response.json()["id"])
+        return comparisons[0]
+
+    def compare_upload() -> dict[str, Any]:
+        orders = book([["PL-1", "2025-08-01", "H100 SXM5", "2000", "PL", unique("matrix-pl")]])
+        return {"files": {"file": ("orders.csv", orders, "text/csv")}, "data": {"sides": WHATIF_SIDES}}
+
+    def scenario() -> dict[str, Any]:
+        change = {"country": "MX", "group": "SUPP5A", "change": "added", "from": "2025-07-01"}
+        return {"name": unique("matrix"), "countries": [change]}
+
+    compare = {
+        "transaction": transaction(unique("m"), destination="PL") | {"date": "2025-08-01"},
+        "sides": WHATIF_SIDES,
+    }
+    demand = {"demand": [{"date": "2025-09-01", "country": "BR", "chip": "H100 SXM5", "quantity": 1000}]}
     return {
         ("GET", "/v1/countries/{query}"): lambda: {"url": "/v1/countries/BR", "params": {"as_of": DAY}},
         ("GET", "/v1/tiers"): lambda: {"url": "/v1/tiers", "params": {"as_of": DAY, "tier": 1}},
@@ -265,6 +302,27 @@ def _requests(
         ("GET", "/v1/keys"): lambda: {"url": "/v1/keys"},
         ("POST", "/v1/keys"): lambda: {"url": "/v1/keys", "json": {"role": "viewer", "label": "matrix"}},
         ("DELETE", "/v1/keys/{key_id}"): lambda: {"url": f"/v1/keys/{spare_key()}"},
+        ("GET", "/v1/scenarios"): lambda: {"url": "/v1/scenarios"},
+        ("GET", "/v1/scenarios/{name}"): lambda: {"url": "/v1/scenarios/poland-tier1"},
+        ("POST", "/v1/scenarios"): lambda: {"url": "/v1/scenarios", "json": scenario()},
+        ("POST", "/v1/compare"): lambda: {"url": "/v1/compare", "json": compare},
+        ("POST", "/v1/compare/report"): lambda: {"url": "/v1/compare/report", "json": compare},
+        ("POST", "/v1/compare/orders"): lambda: {"url": "/v1/compare/orders", **compare_upload()},
+        ("GET", "/v1/compare/orders/{comparison_id}"): lambda: {"url": f"/v1/compare/orders/{comparison()}"},
+        ("GET", "/v1/compare/orders/{comparison_id}/changed"): lambda: {
+            "url": f"/v1/compare/orders/{comparison()}/changed"
+        },
+        ("GET", "/v1/compare/orders/{comparison_id}/report"): lambda: {
+            "url": f"/v1/compare/orders/{comparison()}/report",
+            "params": {"format": "pdf"},
+        },
+        ("GET", "/v1/pathways"): lambda: {"url": "/v1/pathways", "params": {"destination": "BR", "as_of": DAY}},
+        ("GET", "/v1/pathways/report"): lambda: {
+            "url": "/v1/pathways/report",
+            "params": {"destination": "BR", "as_of": DAY},
+        },
+        ("POST", "/v1/projections"): lambda: {"url": "/v1/projections", "json": demand},
+        ("POST", "/v1/projections/report"): lambda: {"url": "/v1/projections/report", "json": demand},
         ("GET", "/healthz"): lambda: {"url": "/healthz"},
         ("GET", "/readyz"): lambda: {"url": "/readyz"},
         ("GET", "/metrics"): lambda: {"url": "/metrics"},

@@ -97,6 +97,19 @@ OPERATIONS = (
     "GET /v1/keys",
     "POST /v1/keys",
     "DELETE /v1/keys/{key_id}",
+    "GET /v1/scenarios",
+    "GET /v1/scenarios/{name}",
+    "POST /v1/scenarios",
+    "POST /v1/compare",
+    "POST /v1/compare/report",
+    "POST /v1/compare/orders",
+    "GET /v1/compare/orders/{comparison_id}",
+    "GET /v1/compare/orders/{comparison_id}/changed",
+    "GET /v1/compare/orders/{comparison_id}/report",
+    "GET /v1/pathways",
+    "GET /v1/pathways/report",
+    "POST /v1/projections",
+    "POST /v1/projections/report",
     "GET /healthz",
     "GET /readyz",
     "GET /metrics",
@@ -117,6 +130,12 @@ ORDERS_OK = (
     + "SO-2,2025-06-03,H20,100,CN,cn-1,China One,other\n"
 )
 ORDERS_ONE_BAD = ORDERS_OK + "SO-3,2025-06-04,H100 SXM5,0,BR,acme-br,Acme Brasil,data_center\n"
+ORDERS_PL = (
+    ORDERS_HEADER
+    + "PL-1,2025-08-01,H100 SXM5,2000,PL,acme-pl,Acme Polska,data_center\n"
+    + ORDERS_OK[len(ORDERS_HEADER) :]
+)
+SIDES = ("ai-diffusion", "ear-2023", "enforcement-posture", "ai-diffusion+poland-tier1", "ai-diffusion+double-tier2")
 
 
 # ---- the server ----------------------------------------------------------------------------------
@@ -222,6 +241,13 @@ def _seed(srv: Server) -> None:
         viewer = ok(client.post("/v1/keys", json={"role": "viewer", "label": "schemathesis viewer"}))
         srv.chips = [chip["id"] for chip in ok(client.get("/v1/chips"))["chips"]]
         doomed = ok(client.post("/v1/keys", json={"role": "viewer", "label": "to be revoked"}))
+        compared = ok(
+            client.post(
+                "/v1/compare/orders",
+                files={"file": ("orders.csv", ORDERS_PL)},
+                data={"sides": ["ai-diffusion", "ai-diffusion+poland-tier1"]},
+            )
+        )
     srv.viewer_key = viewer["key"]
     jobs = [{"job_id": screened["id"]}, {"job_id": refused["id"]}]
     srv.fixed = {
@@ -232,6 +258,10 @@ def _seed(srv: Server) -> None:
         "GET /v1/screenings/{job_id}/rejects": jobs,
         "POST /v1/screenings/{job_id}/apply": jobs,
         "DELETE /v1/keys/{key_id}": [{"key_id": doomed["id"]}],
+        "GET /v1/compare/orders/{comparison_id}": [{"comparison_id": compared["id"]}],
+        "GET /v1/compare/orders/{comparison_id}/changed": [{"comparison_id": compared["id"]}],
+        "GET /v1/compare/orders/{comparison_id}/report": [{"comparison_id": compared["id"]}],
+        "GET /v1/scenarios/{name}": [{"name": "poland-tier1"}, {"name": "double-tier2"}],
     }
 
 
@@ -654,6 +684,54 @@ def _realistic_bodies(label: str, chips: list[str]) -> st.SearchStrategy[dict[st
         return _design_bodies()
     if label == "POST /v1/inference":
         return _inference_bodies(chips)
+    if label in ("POST /v1/compare", "POST /v1/compare/report"):
+        sides = st.lists(st.sampled_from(SIDES), min_size=2, max_size=3, unique=True)
+        return st.fixed_dictionaries({"transaction": _transactions(chips), "sides": sides})
+    if label in ("POST /v1/projections", "POST /v1/projections/report"):
+        row = st.fixed_dictionaries(
+            {
+                "date": _iso(dt.date(2025, 1, 1), dt.date(2028, 6, 30)),
+                "country": st.sampled_from(COUNTRIES),
+                "chip": st.sampled_from([*chips, "H100e"]),
+                "quantity": st.integers(0, 10**7),
+            }
+        )
+        return st.fixed_dictionaries(
+            {"demand": st.lists(row, min_size=1, max_size=8)},
+            optional={
+                "sides": st.lists(st.sampled_from(SIDES), min_size=1, max_size=3, unique=True),
+                "until": _iso(dt.date(2025, 1, 1), dt.date(2028, 6, 30)),
+            },
+        )
+    if label == "POST /v1/scenarios":
+        parameter = st.fixed_dictionaries(
+            {
+                "path": st.sampled_from(
+                    (
+                        "allocation.tier2_cumulative_tpp",
+                        "lpp.annual_tpp_per_consignee",
+                        "nveu.cumulative_cap_schedule",
+                        "reference_chip.h100_tpp",
+                        "eccn_3a090.a1.tpp_min",
+                    )
+                ),
+                "from": _iso(dt.date(2020, 1, 1), dt.date(2030, 12, 31)),
+                "value": st.one_of(_figure(high=1e18), st.integers(0, 10**18), st.text(max_size=5)),
+            },
+            optional={"unit": st.sampled_from(("tpp", "usd", "ratio"))},
+        )
+        country = st.fixed_dictionaries(
+            {
+                "country": st.sampled_from(COUNTRIES),
+                "group": st.sampled_from(("SUPP5A", "D:5", "A:1", "E:1", "Z:9")),
+                "change": st.sampled_from(("added", "removed")),
+                "from": _iso(dt.date(2020, 1, 1), dt.date(2030, 12, 31)),
+            }
+        )
+        return st.fixed_dictionaries(
+            {"name": st.from_regex(r"\Afuzz-[a-z0-9]{1,12}\Z")},
+            optional={"parameters": st.lists(parameter, max_size=2), "countries": st.lists(country, max_size=2)},
+        )
     if label == "POST /v1/ledger/reserve":
         return st.fixed_dictionaries(
             {"account": _accounts(), "tpp": _figure(high=1e12), "effective_date": date},
@@ -762,6 +840,34 @@ def _explicit_uploads(operation: Any, srv: Server, tally: Tally) -> None:
             assert job["status"] in ("done", "refused", "failed"), job
 
 
+def _explicit_compare_uploads(operation: Any, srv: Server, tally: Tally) -> None:
+    """Explicit uploads for POST /v1/compare/orders (generated multipart bodies carry no file name, so
+    every one of them is a 415): books that compare, refused books, unreadable files, bad sides."""
+    two = {"sides": ["ai-diffusion", "ai-diffusion+poland-tier1"]}
+    cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"file": ("orders.csv", ORDERS_PL, "text/csv")}, two),
+        ({"file": ("orders.csv", ORDERS_PL, "text/csv")}, {"sides": "ai-diffusion,ear-2023,ai-diffusion+double-tier2"}),
+        ({"file": ("orders.csv", ORDERS_ONE_BAD, "text/csv")}, two),  # refused: one bad line
+        ({"file": ("orders.csv", ORDERS_ONE_BAD, "text/csv")}, {**two, "skip_invalid": "true"}),
+        ({"file": ("orders.ndjson", "not json\n", "application/x-ndjson")}, two),
+        ({"file": ("orders.parquet", b"PAR1 truncated", "application/octet-stream")}, two),
+        ({"file": ("orders.csv", "nope,columns\n1,2\n", "text/csv")}, two),
+        ({"file": ("orders.csv", b"", "text/csv")}, two),
+        ({"file": ("orders.csv", ORDERS_PL, "text/csv")}, {"sides": ["ai-diffusion"]}),
+        ({"file": ("orders.csv", ORDERS_PL, "text/csv")}, {"sides": ["ai-diffusion", "ai-diffusion+no-such"]}),
+        ({"file": ("orders.txt", ORDERS_PL, "text/plain")}, two),  # 415
+        ({}, two),  # no file: 422
+    ]
+    for files, data in cases:
+        response = httpx.post(
+            f"{srv.base_url}/v1/compare/orders", files=files, data=data, headers=srv.headers(), timeout=60
+        )
+        response.request.read()
+        body = {name: part[1] for name, part in files.items()} | data
+        case = operation.Case(body=body, media_type="multipart/form-data")
+        _validate(srv, operation.label, case, response, tally)
+
+
 @pytest.mark.parametrize("label", OPERATIONS)
 def test_operation_conforms(api_schema: Any, server: Server, label: str) -> None:
     """Examples, positive and negative generated requests: no 5xx, documented statuses, media types
@@ -790,6 +896,11 @@ def test_operation_conforms(api_schema: Any, server: Server, label: str) -> None
             _run(strategy, server, label, tally, mode in ("examples", "realistic bodies"), **overrides)
         except Exception as exc:  # noqa: BLE001 - collect every mode's failure, report them together
             errors.append(f"--- {label} ({mode}) ---\n" + "".join(traceback.format_exception_only(exc)))
+    if label == "POST /v1/compare/orders":
+        try:
+            _explicit_compare_uploads(operation, server, tally)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"--- {label} (explicit uploads) ---\n" + "".join(traceback.format_exception_only(exc)))
     if label == "POST /v1/screenings":
         try:
             _explicit_uploads(operation, server, tally)

@@ -242,3 +242,24 @@ def test_a_memory_bandwidth_line_moved_by_a_reform(day: str, scenario: str | Non
         "dram_bandwidth_gbs": 4800.0,
         "ceiling": 4000 if scenario and day >= "2026-07-01" else 6500,
     }
+
+
+def test_a_whole_number_too_large_to_hold_exactly_is_refused() -> None:
+    # 2**63 TPP cannot be held in the screening's 64-bit integers (nor in JSON exactly): refused,
+    # naming the entry; 2**63 - 1 is accepted, and a float such as 5e25 operations is fine
+    with pytest.raises(TierlineError, match=r"parameters\[0\]\.value.*too large"):
+        parse_reform(
+            {
+                "name": "huge",
+                "parameters": [{"path": "lpp.annual_tpp_per_consignee", "from": "2026-01-01", "value": 2**63}],
+            }
+        )
+    parse_reform(
+        {
+            "name": "big",
+            "parameters": [{"path": "lpp.annual_tpp_per_consignee", "from": "2026-01-01", "value": 2**63 - 1}],
+        }
+    )
+    parse_reform(
+        {"name": "ops", "parameters": [{"path": "eccn_4e091.operations_min", "from": "2025-02-01", "value": 5e25}]}
+    )

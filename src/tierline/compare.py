@@ -27,7 +27,7 @@ from tierline.errors import TierlineError
 from tierline.policy.vintages import get_vintage
 from tierline.reforms import Reform, get_reform
 from tierline.reports.model import Chart, Citation, Report, Section, Stamp, Table
-from tierline.screen.engine import Screener, Snapshot
+from tierline.screen.engine import BadRow, Screener, Snapshot
 from tierline.screen.run import CHUNK, FileWriter, Progress, Result, screen_batches, starting_snapshot, write_rejects
 from tierline.trace import TraceStep
 
@@ -373,7 +373,8 @@ def compare_book(
         writer=writer,
     )
     comparison = BookComparison(sides, result, snapshot.as_of, window.start, window.outside)
-    _report, comparison.rejects = write_rejects(rejects, out, orders)
+    report, comparison.rejects = write_rejects(rejects, out, orders)
+    result.bad = [BadRow(**r) for r in report.head(1000).iter_rows(named=True)]
     if result.bad_count and not skip_invalid:
         if writer is not None:
             writer.discard()

@@ -36,6 +36,7 @@ from tierline.answers import (
 from tierline.api import keys as api_keys
 from tierline.api.jobs import Jobs
 from tierline.api.problems import PROBLEM, PROBLEM_SCHEMA, TITLES, BodyLimit, CatchAll, install, problem
+from tierline.api.whatif import UPLOAD_PATHS, Comparisons, whatif_router
 from tierline.charts import DesignPoint, tpp_density_svg
 from tierline.design import build_design, design_answer
 from tierline.determination import Transaction, determine
@@ -46,6 +47,7 @@ from tierline.ledger.applying import apply_determination
 from tierline.ledger.db import current_revision
 from tierline.ledger.export import write_entries_csv
 from tierline.policy import Context
+from tierline.reforms import get_reform
 from tierline.tpp import parse_rate
 from tierline.web import mount_dashboard, session_caller
 
@@ -253,7 +255,9 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     )
     install(app)
     app.add_middleware(CatchAll)
-    app.add_middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD, upload_paths=(f"/{VERSION}/screenings",))
+    app.add_middleware(
+        BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD, upload_paths=(f"/{VERSION}/screenings", *UPLOAD_PATHS)
+    )
     registry = CollectorRegistry()
     requests = Counter("tierline_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("tierline_http_request_seconds", "HTTP request latency", ["route"], registry=registry)
@@ -519,11 +523,15 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     @v1.post("/determinations", tags=["determinations"], responses=READ_ERRORS | ANSWER)
     async def determine_route(
         tx: Annotated[Transaction, Body(openapi_examples={"H100s to Brazil": {"value": TX_EXAMPLE}})],
+        scenario: Annotated[
+            str | None,
+            Query(max_length=64, description="Answer under a scenario (not law).", examples=["poland-tier1"]),
+        ] = None,
         who: api_keys.Caller = viewer,
     ) -> Response:
         """Licence requirement, authorization, review policy, draws, obligations and the full trace,
-        against the ledger's current usage (nothing is recorded)."""
-        return _answer(determine(tx, LedgerAllowances(ledger)).as_dict())
+        against the ledger's current usage (nothing is recorded); under a scenario the answer names it."""
+        return _answer(determine(tx, LedgerAllowances(ledger), get_reform(scenario) if scenario else None).as_dict())
 
     @v1.post("/determinations/apply", tags=["determinations"], responses=WRITE_ERRORS | ANSWER)
     def apply_route(
@@ -689,6 +697,8 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
             raise _not_found(exc, "key_id") from None
 
     app.include_router(v1)
+    app.state.comparisons = Comparisons(root / "comparisons")  # what-if: scenarios, compare, pathways, projections
+    app.include_router(whatif_router(ledger, {"viewer": viewer, "analyst": analyst}, app.state.comparisons))
 
     # ---- health, metrics, docs -------------------------------------------------------------------
     @app.get("/healthz", tags=["health"], responses=_example({"status": "ok"}))

@@ -35,10 +35,10 @@ def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[dt.da
         for start, value in param.values:
             yield start
             yield from dates_in(value)
-    for vintage in load_vintages().values():
-        yield vintage.in_force_from
-        if vintage.compliance_from:
-            yield vintage.compliance_from
+    for regime in load_vintages().values():
+        yield regime.in_force_from
+        if regime.compliance_from:
+            yield regime.compliance_from
     for change in country_groups().changes:
         yield change.effective
 

@@ -118,6 +118,19 @@ def _fail(file: str, key: str, message: str) -> PolicyDataError:
     return PolicyDataError(file, key, message)
 
 
+MAX_WHOLE = 2**63  # whole numbers are held exactly as 64-bit integers (screening) and in JSON
+
+
+def _huge(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) >= MAX_WHOLE
+    if isinstance(value, dict):
+        return any(_huge(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_huge(v) for v in value)
+    return False
+
+
 def _check_value(file: str, key: str, unit: str, value: Any) -> Any:
     if value is None:
         return None
@@ -128,6 +141,8 @@ def _check_value(file: str, key: str, unit: str, value: Any) -> Any:
         raise _fail(file, key, f"value {value!r} is not a finite number")
     if isinstance(value, (int, float)) and value < 0:
         raise _fail(file, key, f"value {value!r} is negative")
+    if _huge(value):
+        raise _fail(file, key, f"a whole number in the value is {MAX_WHOLE:,} or more (too large to hold exactly)")
     if unit == "bits_by_precision" and isinstance(value, dict):
         for name, bits in value.items():
             if not isinstance(bits, int) or bits <= 0:

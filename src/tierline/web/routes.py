@@ -28,7 +28,7 @@ from tierline.ledger import Ledger, LedgerAllowances
 from tierline.ledger.accounts import parse_account
 from tierline.policy import Context
 from tierline.policy.vintages import load_vintages
-from tierline.web import analysis, views
+from tierline.web import analysis, views, whatif
 from tierline.web.sessions import COOKIE, MAX_AGE, Session, Sessions, session_of
 from tierline.web.svg import TIER_FILL, fmt_tpp
 from tierline.web.worldmap import STATIC, TIER_NAMES, map_entries, map_svg, month_dates
@@ -504,6 +504,7 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             share=str(request.url) if answer else "",
         )
 
+    whatif.register(router, ledger, page, signed_in)  # scenarios, compare, pathways, projection
     return router
 
 
