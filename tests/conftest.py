@@ -7,6 +7,7 @@ case itself ("1979 x 8"). Case tables a non-programmer can read live in tests/ca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from helpers import AS_OF
 from tierline.classification import _lines
 from tierline.policy import Context
+from web_server import DESKTOP, Tab
 
 
 @pytest.fixture(autouse=True)
@@ -104,3 +106,33 @@ def ledger_env(ledger_url: str, tmp_path: Any) -> dict[str, str]:
     home = tmp_path / "tierline-home"
     home.mkdir(exist_ok=True)
     return {"TIERLINE_DATABASE_URL": ledger_url, "TIERLINE_HOME": str(home)}
+
+
+@pytest.fixture(scope="module")
+def browser(server: Any) -> Iterator[Any]:
+    """Debian's Chromium through Playwright, for the module's `server` (browser tests only)."""
+    from playwright.sync_api import sync_playwright
+
+    from web_server import ARTIFACTS, CHROMIUM
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def tab_for(browser: Any, server: Any) -> Iterator[Any]:
+    tabs: list[Tab] = []
+
+    def make(role: str | None, viewport: dict[str, int] = DESKTOP) -> Tab:
+        tab = Tab(browser, server, role, viewport)
+        tabs.append(tab)
+        return tab
+
+    yield make
+    for tab in tabs:
+        tab.close()

@@ -15,15 +15,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
-from web_server import ARTIFACTS, CHROMIUM, WebServer, require_browser, start_server
-
-MB = 1_000_000
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
+from web_server import DESKTOP, MB, PHONE, Tab, WebServer, require_browser, start_server
 
 
 @pytest.fixture(scope="module")
@@ -34,71 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(server: WebServer) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-class Tab:
-    """A signed-in browser context on the test server that refuses (and records) any other host."""
-
-    def __init__(self, browser: Any, server: WebServer, role: str, viewport: dict[str, int] = DESKTOP) -> None:
-        self.server = server
-        self.context = browser.new_context(viewport=viewport, accept_downloads=True)
-        self.foreign: list[str] = []
-        self.context.route("**/*", self._only_server)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(30_000)
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.page.goto(server.base_url + "/")
-        self.page.get_by_label("API key").fill(server.key(role))
-        self.page.get_by_role("button", name="Sign in").click()
-        self.page.wait_for_url(re.compile(r".*/dashboard/map.*"))
-
-    def _only_server(self, route: Any) -> None:
-        url = urlparse(route.request.url)
-        if url.scheme in ("data", "blob") or f"{url.scheme}://{url.netloc}" == self.server.base_url:
-            route.continue_()
-        else:
-            self.foreign.append(route.request.url)
-            route.abort()
-
-    def go(self, path: str) -> None:
-        response = self.page.goto(self.server.base_url + path)
-        assert response is not None and response.status < 400, f"{path}: {response and response.status}"
-
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-    def close(self) -> None:
-        assert not self.foreign, f"requests to other hosts: {self.foreign}"
-        assert not self.errors, f"script errors: {self.errors}"
-        self.context.close()
-
-
-@pytest.fixture
-def tab_for(browser: Any, server: WebServer) -> Iterator[Any]:
-    tabs: list[Tab] = []
-
-    def make(role: str, viewport: dict[str, int] = DESKTOP) -> Tab:
-        tab = Tab(browser, server, role, viewport)
-        tabs.append(tab)
-        return tab
-
-    yield make
-    for tab in tabs:
-        tab.close()
 
 
 def download(page: Any, selector: str, folder: Path) -> bytes:

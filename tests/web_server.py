@@ -11,10 +11,13 @@ tests are skipped, unless ``TIERLINE_REQUIRE_BROWSER=1``, when they fail.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -105,3 +108,52 @@ def start_server(folder: Path) -> WebServer:
         server.stop()
         failures.append(f"port {port}: exit {process.returncode}\n{log_path.read_text(errors='replace')[-3000:]}")
     raise AssertionError("the server never became ready:\n" + "\n".join(failures))
+
+
+MB = 1_000_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+class Tab:
+    """A signed-in browser context on the test server that refuses (and records) any other host."""
+
+    def __init__(self, browser: Any, server: WebServer, role: str | None, viewport: dict[str, int] = DESKTOP) -> None:
+        self.server = server
+        self.context = browser.new_context(viewport=viewport, accept_downloads=True)
+        self.foreign: list[str] = []
+        self.context.route("**/*", self._only_server)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(30_000)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        if role:
+            self.sign_in(server.key(role))
+
+    def _only_server(self, route: Any) -> None:
+        url = urlparse(route.request.url)
+        if url.scheme in ("data", "blob") or f"{url.scheme}://{url.netloc}" == self.server.base_url:
+            route.continue_()
+        else:
+            self.foreign.append(route.request.url)
+            route.abort()
+
+    def sign_in(self, key: str) -> None:
+        self.page.goto(self.server.base_url + "/")
+        assert "/dashboard/login" in self.page.url
+        self.page.get_by_label("API key").fill(key)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url(re.compile(r".*/dashboard/map.*"))
+
+    def go(self, path: str) -> Any:
+        response = self.page.goto(self.server.base_url + path)
+        assert response is not None and response.status < 400, f"{path}: {response and response.status}"
+        return response
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        assert not self.foreign, f"requests to other hosts: {self.foreign}"
+        assert not self.errors, f"script errors: {self.errors}"
+        self.context.close()
