@@ -673,3 +673,17 @@ def test_a_dead_plan_worker_does_not_lose_the_screening(tmp_path: Path, monkeypa
     screen_file(orders, out, state=InMemoryAllowances(), vintage=VINTAGE)
     assert pl.read_parquet(out).equals(pl.read_parquet(expected))
     assert workers._pool is None  # dropped; a new one is made on next use
+
+
+def test_kinds_of_line_group_on_both_halves_of_the_key() -> None:
+    """Lines are grouped by a 128-bit key (two 64-bit hashes), in order of first appearance; two
+    kinds that share the first half are still told apart."""
+    import numpy as np
+
+    from tierline.screen.engine import _kinds
+
+    k1 = np.array([5, 3, 5, 9, 3, 7], dtype=np.uint64)
+    first, kind = _kinds(k1, np.array([1, 2, 1, 4, 2, 6], dtype=np.uint64))
+    assert first.tolist() == [0, 1, 3, 5] and kind.tolist() == [0, 1, 0, 2, 1, 3]
+    first, kind = _kinds(k1, np.array([1, 2, 8, 4, 2, 6], dtype=np.uint64))  # lines 0 and 2 differ in k2
+    assert first.tolist() == [0, 1, 2, 3, 5] and kind.tolist() == [0, 1, 2, 3, 1, 4]

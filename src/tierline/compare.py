@@ -34,6 +34,7 @@ from tierline.trace import TraceStep
 OUTCOME = ("license_required", "authorization", "review_policy", "draw_account")
 LINE_KEYS = ("line", "line_id", "date", "destination", "tier", "chip", "quantity")
 SIDE_FIELDS = (*OUTCOME, "needs_license", "draw_tpp", "rule", "citation")
+COMPARED = (*LINE_KEYS, *SIDE_FIELDS)  # the decision columns a comparison reads
 CHANGED_SCHEMA: dict[str, Any] = {
     "line": pl.Int64,
     "line_id": pl.String,
@@ -371,6 +372,7 @@ def compare_book(
         progress=progress,
         prepare=window,
         writer=writer,
+        columns=COMPARED,
     )
     comparison = BookComparison(sides, result, snapshot.as_of, window.start, window.outside)
     report, comparison.rejects = write_rejects(rejects, out, orders)

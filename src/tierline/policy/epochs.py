@@ -28,24 +28,31 @@ def dates_in(value: Any) -> Iterator[dt.date]:
             yield from dates_in(item)
 
 
-def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[dt.date]:
+def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[tuple[dt.date, bool]]:
+    """(date, whether rules may also change the day after). A value takes effect on its start date
+    (`Parameter.entry_at`: start <= day), as do vintages (day < in_force_from, compliance_from) and
+    Country Group changes (effective <= day): those change on the date only. A date inside a value
+    (a period's end, a schedule step) may be compared either way: the day after counts too."""
     for param in load_parameters(policy_dir):
         if vintage is not None and not param.applies_to(vintage):
             continue  # a rule of `vintage` cannot read it (Context.parameter refuses)
         for start, value in param.values:
-            yield start
-            yield from dates_in(value)
+            yield start, False
+            yield from ((day, True) for day in dates_in(value))
     for regime in load_vintages().values():
-        yield regime.in_force_from
+        yield regime.in_force_from, False
         if regime.compliance_from:
-            yield regime.compliance_from
+            yield regime.compliance_from, False
     for change in country_groups().changes:
-        yield change.effective
+        yield change.effective, False
 
 
 @functools.lru_cache(maxsize=16)
 def _bundled_boundaries(policy_dir: str | None, vintage: str | None) -> tuple[dt.date, ...]:
-    return boundaries(_policy_dates(policy_dir, vintage))
+    out: set[dt.date] = set()
+    for day, either_way in _policy_dates(policy_dir, vintage):
+        out.update(boundaries([day]) if either_way else (day,))
+    return tuple(sorted(out))
 
 
 def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -83,14 +83,40 @@ def _days(dates: pl.Series) -> np.ndarray:
     return dates.cast(pl.Int32).to_numpy()
 
 
+class BatchRows:
+    """Lines of a batch as dicts, converted once for all the screeners that plan them."""
+
+    def __init__(self, batch: pl.DataFrame) -> None:
+        self.batch = batch
+        self.rows: dict[int, dict[str, Any]] = {}
+
+    def get(self, index: list[int]) -> list[dict[str, Any]]:
+        """Fresh copies of the lines at `index` (callers may change them)."""
+        missing = [i for i in index if i not in self.rows]
+        if missing:
+            self.rows.update(zip(missing, self.batch[missing].to_dicts(), strict=True))
+        return [dict(self.rows[i]) for i in index]
+
+
 @dataclass
 class Planning:
-    """A batch's kinds of line (128-bit keys, first line of each) and the plans still to build."""
+    """A batch's kinds of line (their 128-bit keys in order of first appearance, and each line's
+    kind) and the plans still to build."""
 
-    keyed: pl.DataFrame
-    firsts: pl.DataFrame
+    inverse: np.ndarray
     pairs: list[tuple[int, int]]
     tasks: list[Task]
+
+
+def _kinds(k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first line of each distinct (k1, k2), in order of appearance; each line's kind index)."""
+    _, first, inverse = np.unique(k1, return_index=True, return_inverse=True)
+    if not np.array_equal(k2, k2[first][inverse]):  # two kinds share a k1 (rare): unique on both
+        _, first, inverse = np.unique(np.stack([k1, k2], axis=1), axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
 
 
 class Screener:
@@ -155,7 +181,6 @@ class Screener:
             self._rescale(plan.unit_tpp, *(c.cap for c in plan.candidates if c.cap is not None))
             self.plan_rows[-1] = list(range(len(self.rows), len(self.rows) + len(plan.rows)))
             self.rows.extend(plan.rows)
-            self.rows_frame = None
 
     def _rescale(self, *values: Fraction) -> None:
         scale = self.scale
@@ -293,7 +318,12 @@ class Screener:
         return rows
 
     # ---- screening ------------------------------------------------------------------------------
-    def new_plans(self, batch: pl.DataFrame, hashes: tuple[np.ndarray, np.ndarray] | None = None) -> Planning:
+    def new_plans(
+        self,
+        batch: pl.DataFrame,
+        hashes: tuple[np.ndarray, np.ndarray] | None = None,
+        rows: BatchRows | None = None,
+    ) -> Planning:
         """The kinds of line in a parsed batch, and the plans this screener has yet to build for
         them (as tasks for `screen.workers.submit_plans`). `hashes` (from `profile_hashes`) may be
         shared by several screeners of the same batch. New kinds get their plan ids now, so the
@@ -310,21 +340,20 @@ class Screener:
         with np.errstate(over="ignore"):  # mixing the epoch and year into the 128-bit profile hash
             k1 = h1 ^ (epoch * np.uint64(0x9E3779B97F4A7C15) + year)
             k2 = h2 ^ (year * np.uint64(0xC2B2AE3D27D4EB4F) + epoch)
-        keyed = pl.DataFrame({"h1": k1, "h2": k2})
-        firsts = keyed.with_row_index("_i").unique(subset=["h1", "h2"], keep="first", maintain_order=True)
-        pairs = list(zip(firsts["h1"].to_list(), firsts["h2"].to_list(), strict=True))
+        first, inverse = _kinds(k1, k2)
+        pairs = list(zip(k1[first].tolist(), k2[first].tolist(), strict=True))
         new = [j for j, pair in enumerate(pairs) if pair not in self.plan_ids]
         tasks: list[Task] = []
         if new:
-            index = firsts["_i"].to_numpy()[new]
+            index = first[new]
             starts = self._epoch_starts(days[index], epoch[index].astype(np.int64), year[index].astype(np.int64))
-            for row, start in zip(batch[index].to_dicts(), starts, strict=True):
+            for row, start in zip((rows or BatchRows(batch)).get(index.tolist()), starts, strict=True):
                 row["date"] = start  # one date per epoch: the rules' caches hit
                 tasks.append((row, self.vintage, self.snapshot.g2g, self.reform))
             for j in new:
                 self.plan_ids[pairs[j]] = len(self.plans) + self.reserved
                 self.reserved += 1
-        return Planning(keyed, firsts, pairs, tasks)
+        return Planning(inverse, pairs, tasks)
 
     def planned(
         self, batch: pl.DataFrame, planning: Planning, plans: list[Plan | TierlineError]
@@ -336,9 +365,8 @@ class Screener:
         for plan in plans:  # in the order their ids were reserved
             self._add_plan(plan)
         self.reserved -= len(plans)
-        ids = [self.plan_ids[pair] for pair in planning.pairs]
-        table = planning.firsts.select("h1", "h2", pl.Series("pid", ids, dtype=pl.Int64))
-        pid = planning.keyed.join(table, on=["h1", "h2"], how="left", maintain_order="left")["pid"].to_numpy()
+        ids = np.array([self.plan_ids[pair] for pair in planning.pairs], dtype=np.int64)
+        pid = ids[planning.inverse]
         bad: list[BadRow] = []
         valid = self._profile_arrays()["valid"]
         for i in np.flatnonzero(~valid[pid]).tolist():
@@ -353,11 +381,12 @@ class Screener:
         value = row.get(column)
         return BadRow(row["line"], column, None if value is None else str(value), error.reason)
 
-    def screen(self, batch: pl.DataFrame, pid: np.ndarray) -> pl.DataFrame:
-        """Decisions for a parsed batch of valid lines (their plans from `planned`), in order."""
+    def screen(self, batch: pl.DataFrame, pid: np.ndarray, columns: Sequence[str] = DECISION_COLUMNS) -> pl.DataFrame:
+        """Decisions for a parsed batch of valid lines (their plans from `planned`), in order; only
+        `columns` of them (a comparison needs fewer than a decisions file)."""
         n = len(batch)
         if n == 0:
-            return pl.DataFrame(schema=DECISION_SCHEMA)
+            return pl.DataFrame(schema={c: DECISION_SCHEMA[c] for c in columns})
         a = self._profile_arrays()
         quantity = batch["quantity"].to_numpy().astype(np.int64)
         consignee = self._entity_ids(batch["consignee_id"])
@@ -405,14 +434,27 @@ class Screener:
             self._collect(batch, pid, branch, slot_matrix, amount)
         self.row_counts = np.concatenate([self.row_counts, np.zeros(len(self.rows) - len(self.row_counts), np.int64)])
         self.row_counts += np.bincount(row_ids, minlength=len(self.rows))
-        return self._decisions(batch, row_ids, branch, slot_matrix, amount)
+        return self._decisions(batch, row_ids, branch, slot_matrix, amount, columns)
+
+    def _rows_frame(self) -> pl.DataFrame:
+        """The decision templates as a frame, extended with the ones added since the last call."""
+        done = 0 if self.rows_frame is None else len(self.rows_frame)
+        if self.rows_frame is None or done < len(self.rows):
+            more = pl.DataFrame(self.rows[done:], schema=DECISION_SCHEMA)
+            self.rows_frame = more if self.rows_frame is None else pl.concat([self.rows_frame, more])
+        return self.rows_frame
 
     def _decisions(
-        self, batch: pl.DataFrame, row_ids: np.ndarray, branch: np.ndarray, slots: np.ndarray, amount: np.ndarray
+        self,
+        batch: pl.DataFrame,
+        row_ids: np.ndarray,
+        branch: np.ndarray,
+        slots: np.ndarray,
+        amount: np.ndarray,
+        columns: Sequence[str],
     ) -> pl.DataFrame:
-        if self.rows_frame is None:
-            self.rows_frame = pl.DataFrame(self.rows, schema=DECISION_SCHEMA)
-        fixed = self.rows_frame.drop(PER_LINE_OUT)[row_ids]
+        wanted = [c for c in columns if c not in PER_LINE_OUT]
+        fixed = self._rows_frame().select(list(dict.fromkeys([*wanted, "draw_account"])))[row_ids]
         drew = fixed["draw_account"].is_not_null().to_numpy()
         chosen = np.where(drew, slots[np.arange(len(branch)), np.minimum(branch, MAX_CANDIDATES - 1)], 0)
         tpp = _to_float(amount, self.scale)
@@ -425,7 +467,7 @@ class Screener:
             pl.Series("tpp", tpp),
             pl.when(pl.Series(drew)).then(names.gather(chosen)).otherwise(None).alias("draw_account"),
             pl.when(pl.Series(drew)).then(pl.Series(tpp)).otherwise(None).alias("draw_tpp"),
-        ).select(DECISION_COLUMNS)
+        ).select(columns)
 
     def valid(self, pid: np.ndarray) -> np.ndarray:
         """Which lines have a plan (not an error)."""
@@ -463,7 +505,7 @@ class Screener:
 
     def outcome_counts(self) -> pl.DataFrame:
         """Lines per decision template (authorization, review policy, licence, warnings)."""
-        frame = pl.DataFrame(self.rows, schema=DECISION_SCHEMA) if self.rows else pl.DataFrame(schema=DECISION_SCHEMA)
+        frame = self._rows_frame()
         counts = np.concatenate([self.row_counts, np.zeros(len(self.rows) - len(self.row_counts), np.int64)])
         return frame.with_columns(pl.Series("lines", counts, dtype=pl.Int64))
 

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +18,8 @@ import polars as pl
 from tierline.allowances import AllowanceState
 from tierline.errors import TierlineError
 from tierline.reforms import Reform
-from tierline.screen.engine import DECISION_SCHEMA, BadRow, Planning, Screener, Snapshot, profile_hashes
+from tierline.screen.engine import DECISION_SCHEMA, BadRow, BatchRows, Planning, Screener, Snapshot, profile_hashes
+from tierline.screen.orders import DECISION_COLUMNS
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
 from tierline.screen.workers import Pending, submit_plans
 
@@ -171,14 +172,15 @@ def screen_batches(
     progress: Progress | None = None,
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
     writer: FileWriter | None = None,
+    columns: Sequence[str] = DECISION_COLUMNS,
 ) -> list[pl.DataFrame]:
     """Read and parse `orders` once, batch by batch, and screen every batch with each screener (one
-    per side of a comparison), passing its decisions to its sink; counts go to `result`. A line
+    per side of a comparison), passing its decisions (`columns` of them) to its sink; counts go to `result`. A line
     invalid under any screener is rejected for all, so the sides stay line-aligned. Returns the
     reports of bad rows; with bad rows and not `skip_invalid`, nothing more is screened. `writer`
     (the sinks' output file) is discarded if the screening fails."""
     try:
-        return _screen_batches(orders, screeners, sinks, result, skip_invalid, chunk_size, progress, prepare)
+        return _screen_batches(orders, screeners, sinks, result, skip_invalid, chunk_size, progress, prepare, columns)
     except BaseException:
         if writer is not None:
             writer.discard()
@@ -215,6 +217,7 @@ def _screen_batches(
     chunk_size: int,
     progress: Progress | None,
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    columns: Sequence[str],
 ) -> list[pl.DataFrame]:
     """A pipeline: batch k+1 is read, parsed and its new plans started in worker processes, then
     batch k (whose plans were started before) is screened; decisions leave in file order."""
@@ -227,13 +230,14 @@ def _screen_batches(
         result.lines += len(typed)
         ok = typed.filter(~pl.col("line").is_in(bad_values["line"].implode()))
         hashes = profile_hashes(ok)
-        plannings = [screener.new_plans(ok, hashes) for screener in screeners]
+        rows = BatchRows(ok)
+        plannings = [screener.new_plans(ok, hashes, rows) for screener in screeners]
         pending = submit_plans([task for planning in plannings for task in planning.tasks])
         if previous is not None:
-            _screen_planned(previous, screeners, sinks, result, skip_invalid, progress, rejects)
+            _screen_planned(previous, screeners, sinks, result, skip_invalid, progress, rejects, columns)
         previous = _Planned(len(typed), ok, bad_values, plannings, pending)
     if previous is not None:
-        _screen_planned(previous, screeners, sinks, result, skip_invalid, progress, rejects)
+        _screen_planned(previous, screeners, sinks, result, skip_invalid, progress, rejects, columns)
     return rejects
 
 
@@ -245,6 +249,7 @@ def _screen_planned(
     skip_invalid: bool,
     progress: Progress | None,
     rejects: list[pl.DataFrame],
+    columns: Sequence[str],
 ) -> None:
     ok = batch.ok
     built = iter(batch.pending.result())
@@ -263,7 +268,7 @@ def _screen_planned(
         )
         valid = ok.filter(pl.Series(keep))
         for screener, (pid, _), sink in zip(screeners, planned, sinks, strict=True):
-            sink(screener.screen(valid, pid[keep]))
+            sink(screener.screen(valid, pid[keep], columns))
         result.screened += len(valid)
     if progress:
         progress(batch.lines)
