@@ -153,7 +153,8 @@ class Screener:
         self.uveu_rows: dict[int, int] = {}
         self.uveu = np.zeros((0, len(self.countries)), dtype=np.int64)
         # decision templates and the summary
-        self.rows: list[dict[str, Any]] = []
+        self.n_rows = 0  # decision templates so far (one per branch of each plan)
+        self.new_rows: list[dict[str, Any]] = []  # templates not yet in rows_frame
         self.rows_frame: pl.DataFrame | None = None
         self.row_counts = np.zeros(0, dtype=np.int64)
         self._arrays: dict[str, np.ndarray] | None = None
@@ -179,8 +180,10 @@ class Screener:
         self.plan_rows.append([])
         if isinstance(plan, Plan):
             self._rescale(plan.unit_tpp, *(c.cap for c in plan.candidates if c.cap is not None))
-            self.plan_rows[-1] = list(range(len(self.rows), len(self.rows) + len(plan.rows)))
-            self.rows.extend(plan.rows)
+            self.plan_rows[-1] = list(range(self.n_rows, self.n_rows + len(plan.rows)))
+            self.n_rows += len(plan.rows)
+            self.new_rows.extend(plan.rows)
+            plan.rows = []  # the frame of templates keeps them
 
     def _rescale(self, *values: Fraction) -> None:
         scale = self.scale
@@ -432,16 +435,16 @@ class Screener:
         row_ids = a["rows"][pid, branch]
         if self.collect_draws:
             self._collect(batch, pid, branch, slot_matrix, amount)
-        self.row_counts = np.concatenate([self.row_counts, np.zeros(len(self.rows) - len(self.row_counts), np.int64)])
-        self.row_counts += np.bincount(row_ids, minlength=len(self.rows))
+        self.row_counts = np.concatenate([self.row_counts, np.zeros(self.n_rows - len(self.row_counts), np.int64)])
+        self.row_counts += np.bincount(row_ids, minlength=self.n_rows)
         return self._decisions(batch, row_ids, branch, slot_matrix, amount, columns)
 
     def _rows_frame(self) -> pl.DataFrame:
         """The decision templates as a frame, extended with the ones added since the last call."""
-        done = 0 if self.rows_frame is None else len(self.rows_frame)
-        if self.rows_frame is None or done < len(self.rows):
-            more = pl.DataFrame(self.rows[done:], schema=DECISION_SCHEMA)
+        if self.rows_frame is None or self.new_rows:
+            more = pl.DataFrame(self.new_rows, schema=DECISION_SCHEMA)
             self.rows_frame = more if self.rows_frame is None else pl.concat([self.rows_frame, more])
+            self.new_rows = []
         return self.rows_frame
 
     def _decisions(
@@ -506,7 +509,7 @@ class Screener:
     def outcome_counts(self) -> pl.DataFrame:
         """Lines per decision template (authorization, review policy, licence, warnings)."""
         frame = self._rows_frame()
-        counts = np.concatenate([self.row_counts, np.zeros(len(self.rows) - len(self.row_counts), np.int64)])
+        counts = np.concatenate([self.row_counts, np.zeros(self.n_rows - len(self.row_counts), np.int64)])
         return frame.with_columns(pl.Series("lines", counts, dtype=pl.Int64))
 
 

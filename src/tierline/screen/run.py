@@ -21,9 +21,10 @@ from tierline.reforms import Reform
 from tierline.screen.engine import DECISION_SCHEMA, BadRow, BatchRows, Planning, Screener, Snapshot, profile_hashes
 from tierline.screen.orders import DECISION_COLUMNS
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
-from tierline.screen.workers import Pending, submit_plans
+from tierline.screen.workers import Pending, start_workers, submit_plans
 
 CHUNK = 250_000
+EARLY_WORKERS_BYTES = 20_000_000  # books this large get their plan workers forked before reading
 Progress = Callable[[int], None]
 
 
@@ -223,6 +224,8 @@ def _screen_batches(
     batch k (whose plans were started before) is screened; decisions leave in file order."""
     rejects: list[pl.DataFrame] = []
     previous: _Planned | None = None
+    if orders.is_file() and orders.stat().st_size >= EARLY_WORKERS_BYTES:
+        start_workers()
     for batch in batches(orders, chunk_size):
         typed, bad_values = parse(batch)
         if prepare is not None:

@@ -48,6 +48,16 @@ def _pool_for(n: int) -> Executor:
     return _pool
 
 
+def start_workers() -> None:
+    """Fork the workers now, while the screening process is small (before it reads the book):
+    their memory is then mostly the engine itself."""
+    n = workers()
+    if n > 1 and _pool is None:
+        pool = _pool_for(n)
+        for _ in range(n):
+            pool.submit(_build, [])
+
+
 class Pending:
     """Plans being built: `result()` waits for them, in task order."""
 
