@@ -12,6 +12,9 @@ Run: ``.venv/bin/python benchmarks/compare.py [--rows 1000000]``.
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,37 +22,60 @@ from pathlib import Path
 VINTAGES = ("ear-2023", "ai-diffusion", "enforcement-posture")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
-
+def child(orders: str, out: str) -> None:
+    """The comparison in a fresh process, as `tierline compare` runs it; prints its figures."""
     from tierline.allowances import InMemoryAllowances
     from tierline.compare import Side, compare_book
     from tierline.screen.run import screen_file
-    from tierline.screen.sample import write_sample
     from tierline.screen.workers import workers
+
+    start = time.perf_counter()
+    result = compare_book(Path(orders), [Side(v) for v in VINTAGES], out=Path(out), state=InMemoryAllowances())
+    compare_s = time.perf_counter() - start
+    start = time.perf_counter()
+    screen_file(Path(orders), None, state=InMemoryAllowances(), vintage="ai-diffusion")
+    screen_s = time.perf_counter() - start
+    figures = {
+        "lines": result.result.lines + result.outside,
+        "screened": result.result.screened,
+        "outside": result.outside,
+        "window": str(result.window_start),
+        "changed": result.changed_lines,
+        "compare_s": compare_s,
+        "screen_s": screen_s,
+        "workers": workers(),
+    }
+    print(json.dumps(figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    from tierline.screen.sample import write_sample
 
     with tempfile.TemporaryDirectory() as tmp:
         orders = Path(tmp) / "orders.csv"
         write_sample(args.rows, orders)
-        start = time.perf_counter()
-        result = compare_book(
-            orders, [Side(v) for v in VINTAGES], out=Path(tmp) / "changed.parquet", state=InMemoryAllowances()
+        run = subprocess.run(
+            [sys.executable, __file__, "--child", str(orders), str(Path(tmp) / "changed.parquet")],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        compare_s = time.perf_counter() - start
-        start = time.perf_counter()
-        screen_file(orders, None, state=InMemoryAllowances(), vintage="ai-diffusion")
-        screen_s = time.perf_counter() - start
-    lines = result.result.lines + result.outside
+    f = json.loads(run.stdout.strip().splitlines()[-1])
     print(
-        f"compare {' / '.join(VINTAGES)} on {lines:,} lines ({result.result.screened:,} dated from "
-        f"{result.window_start}, {result.outside:,} before): {compare_s:.2f} s (target < 10 s); "
-        f"{result.changed_lines:,} lines change outcome; plan workers: {workers()}"
+        f"compare {' / '.join(VINTAGES)} on {f['lines']:,} lines ({f['screened']:,} dated from "
+        f"{f['window']}, {f['outside']:,} before), changed lines written: {f['compare_s']:.2f} s "
+        f"(target < 10 s); {f['changed']:,} lines change outcome; plan workers: {f['workers']}"
     )
     print(
-        f"screening the same book once (ai-diffusion): {screen_s:.2f} s; "
-        f"comparison / one screening = {compare_s / screen_s:.2f}x"
+        f"screening the same book once (ai-diffusion): {f['screen_s']:.2f} s; "
+        f"comparison / one screening = {f['compare_s'] / f['screen_s']:.2f}x"
     )
 
 
