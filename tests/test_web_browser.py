@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 
 from helpers import run_cli
-from web_server import DESKTOP, MB, PHONE, Tab, WebServer, require_browser, start_server
+from web_server import DESKTOP, PHONE, Tab, WebServer, require_browser, start_server
 
 # The dashboard's tier colours (src/tierline/web/static/app.css), as the browser reports them.
 TIER_RGB = {1: "rgb(44, 123, 182)", 2: "rgb(244, 163, 64)", 3: "rgb(200, 16, 46)", 0: "rgb(189, 189, 189)"}
@@ -486,29 +486,7 @@ def test_pages_are_light_local_responsive_and_labelled(browser: Any, server: Web
         tab = Tab(browser, server, "officer", viewport)
         try:
             for name, path in PAGES:
-                cdp = tab.context.new_cdp_session(tab.page)
-                cdp.send("Network.enable")
-                cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
-                sizes: dict[str, float] = {}
-                cdp.on(
-                    "Network.loadingFinished", lambda e, s=sizes: s.__setitem__(e["requestId"], e["encodedDataLength"])
-                )
-                tab.go(path)
-                tab.page.wait_for_load_state("networkidle")
-                total = sum(sizes.values())
-                assert 0 < total < MB, f"{path}: {total} bytes transferred"
-                cdp.detach()
-                overflow = tab.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-                assert overflow <= 1, f"{path} at {width}: {overflow}px wider than the window"
-                unlabelled = tab.page.evaluate(
-                    """() => Array.from(document.querySelectorAll('input, select, textarea'))
-                        .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
-                        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                                     && !e.getAttribute('aria-labelledby'))
-                        .map(e => e.name || e.id)"""
-                )
-                assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
-                tab.shot(f"{width}-{name}")
+                tab.check_page(path, f"{width}-{name}")
             # keyboard: the first Tab reaches the skip link, and it moves focus to the content
             tab.go("/dashboard/map")
             tab.page.keyboard.press("Tab")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from web_server import DESKTOP, MB, PHONE, Tab, WebServer, require_browser, start_server
+from web_server import DESKTOP, PHONE, Tab, WebServer, require_browser, start_server
 
 
 @pytest.fixture(scope="module")
@@ -230,28 +230,6 @@ def test_whatif_pages_are_light_local_responsive_and_labelled(browser: Any, serv
         tab = Tab(browser, server, "analyst", viewport)
         try:
             for name, path in PAGES:
-                cdp = tab.context.new_cdp_session(tab.page)
-                cdp.send("Network.enable")
-                cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
-                sizes: dict[str, float] = {}
-                cdp.on(
-                    "Network.loadingFinished", lambda e, s=sizes: s.__setitem__(e["requestId"], e["encodedDataLength"])
-                )
-                tab.go(path)
-                tab.page.wait_for_load_state("networkidle")
-                total = sum(sizes.values())
-                assert 0 < total < MB, f"{path}: {total} bytes transferred"
-                cdp.detach()
-                overflow = tab.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-                assert overflow <= 1, f"{path} at {width}: {overflow}px wider than the window"
-                unlabelled = tab.page.evaluate(
-                    """() => Array.from(document.querySelectorAll('input, select, textarea'))
-                        .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
-                        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                                     && !e.getAttribute('aria-labelledby'))
-                        .map(e => e.name || e.id)"""
-                )
-                assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
-                tab.shot(f"{width}-whatif-{name}")
+                tab.check_page(path, f"{width}-whatif-{name}")
         finally:
             tab.close()

@@ -150,6 +150,31 @@ class Tab:
         assert response is not None and response.status < 400, f"{path}: {response and response.status}"
         return response
 
+    def check_page(self, path: str, shot: str) -> None:
+        """Load `path` without cache: under 1 MB transferred, no wider than the window, every
+        control labelled; then a full-page screenshot `shot` in artifacts/."""
+        cdp = self.context.new_cdp_session(self.page)
+        cdp.send("Network.enable")
+        cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+        sizes: dict[str, float] = {}
+        cdp.on("Network.loadingFinished", lambda e, s=sizes: s.__setitem__(e["requestId"], e["encodedDataLength"]))
+        self.go(path)
+        self.page.wait_for_load_state("networkidle")
+        total = sum(sizes.values())
+        assert 0 < total < MB, f"{path}: {total} bytes transferred"
+        cdp.detach()
+        overflow = self.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{path} ({shot}): {overflow}px wider than the window"
+        unlabelled = self.page.evaluate(
+            """() => Array.from(document.querySelectorAll('input, select, textarea'))
+                .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                             && !e.getAttribute('aria-labelledby'))
+                .map(e => e.name || e.id)"""
+        )
+        assert unlabelled == [], f"{path}: controls without a label: {unlabelled}"
+        self.shot(shot)
+
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
