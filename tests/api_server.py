@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import TIERLINE, CliResult, free_port, run_cli, stop_process
+from helpers import CliResult, run_cli, serve_ready, stop_process
 
 POSTGRES_URL_ENV = "TIERLINE_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "TIERLINE_REQUIRE_POSTGRES"
@@ -168,29 +167,8 @@ def _start(backend: str, folder: Path, database_url: str | None) -> Server:
     env["PYTHONUNBUFFERED"] = "1"
     if database_url:
         env["TIERLINE_DATABASE_URL"] = database_url
-    failures = []
-    for attempt in range(3):  # a free port can be taken between choosing it and binding it
-        port = free_port()
-        log_path = folder / f"server-{attempt}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [str(TIERLINE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        server = Server(backend, f"http://127.0.0.1:{port}", home, log_path, database_url, process)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{server.base_url}/readyz", timeout=2).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        server.stop()
-        failures.append(f"port {port}: exit {process.returncode}\n{server.log_text()[-3000:]}")
-    raise AssertionError("the server never became ready:\n" + "\n".join(failures))
+    process, base_url, log_path = serve_ready(folder, env, STARTUP_SECONDS)
+    return Server(backend, base_url, home, log_path, database_url, process)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ case itself ("1979 x 8"). Case tables a non-programmer can read live in tests/ca
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,3 +137,21 @@ def tab_for(browser: Any, server: Any) -> Iterator[Any]:
     yield make
     for tab in tabs:
         tab.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The HTTP app (API and dashboard) in-process, on a fresh SQLite home."""
+    from tierline.api.app import create_app
+
+    monkeypatch.setenv("TIERLINE_HOME", str(tmp_path))
+    monkeypatch.delenv("TIERLINE_DATABASE_URL", raising=False)
+    return create_app(home=tmp_path)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c

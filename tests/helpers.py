@@ -99,3 +99,37 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def serve_ready(
+    folder: Path, env: dict[str, str], startup_seconds: float = 60.0
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """Start `tierline serve` on a free loopback port with `env` and wait for /readyz: (process, base
+    URL, log file). Tries three ports (one can be taken between choosing and binding it)."""
+    import time
+
+    import httpx
+
+    failures = []
+    for attempt in range(3):
+        port = free_port()
+        log_path = folder / f"server-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(TIERLINE), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + startup_seconds
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                    return process, base_url, log_path
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        stop_process(process)
+        failures.append(f"port {port}: exit {process.returncode}\n{log_path.read_text(errors='replace')[-3000:]}")
+    raise AssertionError("the server never became ready:\n" + "\n".join(failures))

@@ -11,8 +11,6 @@ import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -24,7 +22,6 @@ with warnings.catch_warnings():
 
 from tierline.answers import tiers_answer
 from tierline.api import keys as api_keys
-from tierline.api.app import create_app
 from tierline.countries import all_countries
 from tierline.ledger import Ledger
 from tierline.policy import Context
@@ -32,19 +29,6 @@ from tierline.web.views import transaction_from_query
 from tierline.web.worldmap import STATIC, geometries, map_svg
 
 MB = 1_000_000
-
-
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TIERLINE_HOME", str(tmp_path))
-    monkeypatch.delenv("TIERLINE_DATABASE_URL", raising=False)
-    return create_app(home=tmp_path)
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[TestClient]:
-    with TestClient(app, base_url="http://127.0.0.1") as c:
-        yield c
 
 
 def key(app: Any, role: str) -> dict[str, Any]:

@@ -12,19 +12,14 @@ import gzip
 import html
 import re
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
-
-import pytest
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
 from tierline.api import keys as api_keys
-from tierline.api.app import create_app
 from tierline.ledger import Ledger
 
 MB = 1_000_000
@@ -56,19 +51,6 @@ BOOK = (
     b"BR-1,2025-08-02,H100 SXM5,10,BR,acme-br\n"
 )
 EXTERNAL = re.compile(r"""(?:src|href|action)=["'](?:https?:)?//[^"']+""")
-
-
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TIERLINE_HOME", str(tmp_path))
-    monkeypatch.delenv("TIERLINE_DATABASE_URL", raising=False)
-    return create_app(home=tmp_path)
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[TestClient]:
-    with TestClient(app, base_url="http://127.0.0.1") as c:
-        yield c
 
 
 def sign_in(client: TestClient, app: Any, role: str) -> str:

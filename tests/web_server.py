@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from helpers import PROJECT, TIERLINE, free_port, run_cli, stop_process
+from helpers import PROJECT, run_cli, serve_ready, stop_process
 
 CHROMIUM = Path(os.environ.get("TIERLINE_CHROMIUM", "/usr/bin/chromium"))
 REQUIRE_ENV = "TIERLINE_REQUIRE_BROWSER"
@@ -85,29 +84,8 @@ def start_server(folder: Path) -> WebServer:
     }
     env["TIERLINE_HOME"] = str(home)
     env["PYTHONUNBUFFERED"] = "1"
-    failures = []
-    for attempt in range(3):  # a free port can be taken between choosing and binding it
-        port = free_port()
-        log_path = folder / f"server-{attempt}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [str(TIERLINE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        server = WebServer(f"http://127.0.0.1:{port}", home, log_path, process)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{server.base_url}/readyz", timeout=2).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        server.stop()
-        failures.append(f"port {port}: exit {process.returncode}\n{log_path.read_text(errors='replace')[-3000:]}")
-    raise AssertionError("the server never became ready:\n" + "\n".join(failures))
+    process, base_url, log_path = serve_ready(folder, env, STARTUP_SECONDS)
+    return WebServer(base_url, home, log_path, process)
 
 
 MB = 1_000_000
