@@ -263,3 +263,26 @@ def test_a_whole_number_too_large_to_hold_exactly_is_refused() -> None:
     parse_reform(
         {"name": "ops", "parameters": [{"path": "eccn_4e091.operations_min", "from": "2025-02-01", "value": 5e25}]}
     )
+
+
+@pytest.mark.parametrize(("scenario", "authorization"), [(None, "LICENSE"), ("sa-a6", "NLR")])
+def test_a_country_group_change_reaches_the_destination_scope(scenario: str | None, authorization: str) -> None:
+    # ear-2023 (October 2023 scope): an a-level chip to Saudi Arabia (D:4, not A:5/A:6) needs a
+    # licence (15 CFR 742.6(a)(6)(iii)); a scenario adding SA to A:6 takes it out of the licence set
+    from tierline.determination.engine import determine
+    from tierline.determination.model import Transaction
+
+    reform = parse_reform(
+        {"name": "sa-a6", "countries": [{"country": "SA", "group": "A:6", "change": "added", "from": "2025-01-01"}]}
+    )
+    tx = Transaction.model_validate(
+        {
+            "date": "2025-06-01",
+            "vintage": "ear-2023",
+            "destination": "SA",
+            "items": [{"chip": "H100 SXM5", "quantity": 8}],
+            "ultimate_consignee": {"id": "c", "name": "C", "country": "SA"},
+        }
+    )
+    line = determine(tx, reform=reform if scenario else None).lines[0]
+    assert line.authorization == authorization

@@ -15,6 +15,7 @@ import functools
 
 from tierline.determination.facts import HQ_CITATION, Facts, LineFacts
 from tierline.groups import country_groups
+from tierline.reforms import Reform
 from tierline.tiers import MACAU
 from tierline.trace import TraceStep
 
@@ -25,11 +26,17 @@ WEIGHTS = "15 CFR 742.6(a)(13)"
 
 
 @functools.lru_cache(maxsize=4096)
-def licence_set(on: dt.date, named: tuple[str, ...]) -> frozenset[str]:
-    """(D:1 ∪ D:4 ∪ D:5) minus (A:5 ∪ A:6), plus Macau and any named destination."""
+def licence_set(on: dt.date, named: tuple[str, ...], reform: Reform | None = None) -> frozenset[str]:
+    """(D:1 ∪ D:4 ∪ D:5) minus (A:5 ∪ A:6), plus Macau and any named destination; a scenario's
+    changes to those groups included."""
     groups = country_groups()
-    d = groups.members("D:1", on) | groups.members("D:4", on) | groups.members("D:5", on)
-    excluded = groups.members("A:5", on) | groups.members("A:6", on)
+
+    def members(group: str) -> frozenset[str]:
+        base = groups.members(group, on)
+        return reform.members(group, base, on) if reform is not None else base
+
+    d = members("D:1") | members("D:4") | members("D:5")
+    excluded = members("A:5") | members("A:6")
     return frozenset((d - excluded) | {MACAU} | set(named))
 
 
@@ -70,7 +77,7 @@ def licence_required(line: LineFacts, facts: Facts) -> tuple[bool, list[TraceSte
         )
         return True, steps
     named = named_destinations(facts)
-    in_set = destination in licence_set(facts.tx.date, named)
+    in_set = destination in licence_set(facts.tx.date, named, facts.ctx.reform)
     citation = B_LEVEL if vintage.has("worldwide_a_level") else OCT2023
     steps.append(
         TraceStep(

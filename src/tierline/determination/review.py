@@ -132,7 +132,7 @@ def review_policy(line: LineFacts, facts: Facts, state: PendingDraws) -> Review:
         if china is not None and china.result:
             return Review(CASE, steps)
         if not facts.destination_d5_or_macau and not facts.ctx.vintage.has("tiers"):
-            in_set = facts.destination in licence_set(facts.tx.date, named_destinations(facts))
+            in_set = facts.destination in licence_set(facts.tx.date, named_destinations(facts), facts.ctx.reform)
             policy = DENIAL if in_set else CASE
             steps.append(
                 TraceStep(
