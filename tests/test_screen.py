@@ -687,37 +687,3 @@ def test_kinds_of_line_group_on_both_halves_of_the_key() -> None:
     assert first.tolist() == [0, 1, 3, 5] and kind.tolist() == [0, 1, 0, 2, 1, 3]
     first, kind = _kinds(k1, np.array([1, 2, 8, 4, 2, 6], dtype=np.uint64))  # lines 0 and 2 differ in k2
     assert first.tolist() == [0, 1, 2, 3, 5] and kind.tolist() == [0, 1, 2, 3, 1, 4]
-
-
-def test_plan_workers_use_the_screening_process_policy_data(tmp_path: Path, monkeypatch: Any) -> None:
-    """Workers forked earlier still build plans from the policy directory in force now: an LPP limit
-    of 10 H100s (10 x 15,831.2 = 158,312 TPP) set after the pool started sends the 11th H100 of a
-    consignee-year to the allocation, as the screening process itself would."""
-    import shutil
-
-    import tierline.screen.workers as workers
-    from tierline.policy.vintages import POLICY_DIR_ENV
-
-    monkeypatch.setenv(workers.WORKERS_ENV, "2")
-    monkeypatch.setattr(workers, "MIN_PARALLEL", 1)
-    monkeypatch.setattr(workers, "_pool", None)
-    workers.start_workers()  # forked with the bundled data
-    policy = tmp_path / "policy"
-    shutil.copytree(PROJECT / "src" / "tierline" / "policy" / "data" / "parameters", policy)
-    lpp = policy / "ai_diffusion.yaml"
-    lpp.write_text(lpp.read_text(encoding="utf-8").replace("26900000", "158312"), encoding="utf-8")
-    monkeypatch.setenv(POLICY_DIR_ENV, str(policy))
-    orders = tmp_path / "book.csv"
-    orders.write_text(
-        "line_id,date,chip,quantity,destination,consignee_id,end_use\n"
-        "a,2026-03-01,H100 SXM5,10,BR,c1,data_center\n"
-        "b,2026-03-02,H100 SXM5,1,BR,c1,data_center\n",
-        encoding="utf-8",
-    )
-    out = tmp_path / "out.csv"
-    screen_file(orders, out, state=InMemoryAllowances(), vintage=VINTAGE)
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert [r["authorization"] for r in rows] == ["LPP", "LICENSE"]
-    pool = workers._pool
-    assert pool is not None
-    pool.shutdown()

@@ -17,7 +17,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from tierline.errors import TierlineError
-from tierline.policy.vintages import POLICY_DIR_ENV
 from tierline.screen.plans import Plan, Task, plan_or_error
 
 WORKERS_ENV = "TIERLINE_WORKERS"
@@ -37,18 +36,7 @@ def workers() -> int:
         raise TierlineError(WORKERS_ENV, f"{raw!r} is not a number of processes") from None
 
 
-def _policy_dir() -> str | None:
-    return os.environ.get(POLICY_DIR_ENV) or None
-
-
-def _build(tasks: list[Task], policy_dir: str | None = None) -> list[Plan | TierlineError]:
-    """Build plans; in a worker, first take the screening process's policy directory (the worker's
-    environment is a copy from when it was forked)."""
-    if _policy_dir() != policy_dir:
-        if policy_dir is None:
-            os.environ.pop(POLICY_DIR_ENV, None)
-        else:
-            os.environ[POLICY_DIR_ENV] = policy_dir
+def _build(tasks: list[Task]) -> list[Plan | TierlineError]:
     return [plan_or_error(*task) for task in tasks]
 
 
@@ -67,7 +55,7 @@ def start_workers() -> None:
     if n > 1 and _pool is None:
         pool = _pool_for(n)
         for _ in range(n):
-            pool.submit(_build, [], _policy_dir())
+            pool.submit(_build, [])
 
 
 class Pending:
@@ -76,7 +64,7 @@ class Pending:
     def __init__(self, tasks: list[Task], futures: list[Future[list[Plan | TierlineError]]] | None) -> None:
         self.tasks = tasks
         self.futures = futures
-        self.done = _build(tasks, _policy_dir()) if futures is None else None
+        self.done = _build(tasks) if futures is None else None
 
     def result(self) -> list[Plan | TierlineError]:
         global _pool
@@ -86,7 +74,7 @@ class Pending:
                 self.done = [plan for future in self.futures for plan in future.result()]
             except BrokenProcessPool:  # a worker died (killed, out of memory): build here, a new pool next time
                 _pool = None
-                self.done = _build(self.tasks, _policy_dir())
+                self.done = _build(self.tasks)
         return self.done
 
 
@@ -99,7 +87,7 @@ def submit_plans(tasks: list[Task]) -> Pending:
     size = max(1, min(CHUNK, len(tasks) // (4 * n)))
     try:
         pool = _pool_for(n)
-        futures = [pool.submit(_build, tasks[i : i + size], _policy_dir()) for i in range(0, len(tasks), size)]
+        futures = [pool.submit(_build, tasks[i : i + size]) for i in range(0, len(tasks), size)]
     except BrokenProcessPool:
         global _pool
         _pool = None
