@@ -6,6 +6,8 @@ thousands of kinds, so their plans are built by a pool of processes (one per cor
 from the screening process (they start at once, with its caches, and never re-import the caller's
 main module), are shared by every screening of the process and are only used when a batch needs
 many new plans: small books never pay for them. Workers only run the scalar engine (pure Python).
+Like the rest of a tierline process (its contexts and classifications are cached), a worker reads
+the environment (``TIERLINE_POLICY_DIR``) as it was when the process started.
 """
 
 from __future__ import annotations
