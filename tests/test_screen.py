@@ -687,3 +687,45 @@ def test_kinds_of_line_group_on_both_halves_of_the_key() -> None:
     assert first.tolist() == [0, 1, 3, 5] and kind.tolist() == [0, 1, 0, 2, 1, 3]
     first, kind = _kinds(k1, np.array([1, 2, 8, 4, 2, 6], dtype=np.uint64))  # lines 0 and 2 differ in k2
     assert first.tolist() == [0, 1, 2, 3, 5] and kind.tolist() == [0, 1, 2, 3, 1, 4]
+
+
+def test_plan_workers_exit_when_the_screening_process_is_killed(tmp_path: Path) -> None:
+    """A screening process killed with SIGKILL never shuts its pool down: its plan workers notice
+    their parent is gone and exit (a server restarted that way leaves nothing behind)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "fork.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "os.environ['TIERLINE_WORKERS'] = '2'\n"
+        "import tierline.screen.workers as w\n"
+        "w.start_workers()\n"
+        "pool = w._pool\n"
+        "while len(getattr(pool, '_processes', {}) or {}) < 2: time.sleep(0.05)\n"
+        "print(' '.join(str(p) for p in pool._processes), flush=True)\n"
+        "time.sleep(60)\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:  # a zombie has exited
+            return stat.read().split(") ")[1][0] != "Z"
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not [p for p in pids if alive(p)]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -42,10 +44,27 @@ def _build(tasks: list[Task]) -> list[Plan | TierlineError]:
     return [plan_or_error(*task) for task in tasks]
 
 
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as the process that forked it is gone (killed, say, so that its
+    exit handlers never shut the pool down); otherwise a worker would wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tierline-parent-watch", daemon=True).start()
+
+
 def _pool_for(n: int) -> Executor:
     global _pool
     if _pool is None:
-        _pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+        _pool = ProcessPoolExecutor(
+            max_workers=n,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
+        )
         atexit.register(_pool.shutdown, cancel_futures=True)
     return _pool
 
