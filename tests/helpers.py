@@ -133,3 +133,16 @@ def serve_ready(
         stop_process(process)
         failures.append(f"port {port}: exit {process.returncode}\n{log_path.read_text(errors='replace')[-3000:]}")
     raise AssertionError("the server never became ready:\n" + "\n".join(failures))
+
+
+def write_book(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """An order book as CSV: the union of the rows' columns, None written as an empty cell."""
+    import csv
+
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: "" if r.get(k) is None else r[k] for k in names})
+    return path

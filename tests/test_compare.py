@@ -41,7 +41,7 @@ import polars as pl
 import pytest
 import yaml
 
-from helpers import TIERLINE, run_cli
+from helpers import TIERLINE, run_cli, write_book
 from tierline.allowances import InMemoryAllowances
 from tierline.compare import (
     BookComparison,
@@ -140,16 +140,6 @@ def h100(
     }
     row.update(extra)
     return row
-
-
-def write_book(path: Path, rows: list[dict[str, Any]]) -> Path:
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: "" if r.get(k) is None else r[k] for k in names})
-    return path
 
 
 def sides(*labels: str) -> list[Side]:
@@ -325,12 +315,14 @@ def test_the_changed_lines_stream_to_the_file_and_only_keep_are_returned(tmp_pat
         assert [r["line"] for r in comparison.as_dict(rows=1)["changed"]] == [3]
 
 
-def test_poland_transaction_names_the_first_step_that_parts() -> None:
-    tx = Transaction.model_validate(
+def wisla_transaction(day: str, quantities: list[int]) -> Transaction:
+    """H100 lines to a Polish consignee (and parent) headquartered in Poland, data centre, AIA
+    certification and approved designer attested."""
+    return Transaction.model_validate(
         {
-            "date": "2025-07-01",
+            "date": day,
             "destination": "PL",
-            "items": [{"chip": H100, "quantity": 2000}],
+            "items": [{"chip": H100, "quantity": q} for q in quantities],
             "ultimate_consignee": {
                 "id": "wisla-pl",
                 "name": "Wisla Compute",
@@ -342,6 +334,10 @@ def test_poland_transaction_names_the_first_step_that_parts() -> None:
             "certifications": ["aia_certification", "approved_designer"],
         }
     )
+
+
+def test_poland_transaction_names_the_first_step_that_parts() -> None:
+    tx = wisla_transaction("2025-07-01", [2000])
     answer = compare_transaction(tx, sides(LAW, POLAND))
     assert answer["kind"] == "transaction" and answer["as_of"] == "2025-07-01" and answer["baseline"] == LAW
     assert answer["changed_lines"] == 1
@@ -397,22 +393,7 @@ def test_transaction_lines_draw_as_they_go_on_each_side() -> None:
     """Two lines of one transaction: in the law 1,500 H100 (23,746,800) fit LPP and the next 500 bring the
     consignee-year to 31,662,400 > 26,900,000, so the second needs a licence; under the reform both are AIA."""
     assert 1500 * H100_TPP == 23_746_800 <= LPP_LIMIT < 2000 * H100_TPP
-    tx = Transaction.model_validate(
-        {
-            "date": "2025-08-01",
-            "destination": "PL",
-            "items": [{"chip": H100, "quantity": 1500}, {"chip": H100, "quantity": 500}],
-            "ultimate_consignee": {
-                "id": "wisla-pl",
-                "name": "Wisla Compute",
-                "country": "PL",
-                "headquarters": "PL",
-                "ultimate_parent_headquarters": "PL",
-            },
-            "end_use": "data_center",
-            "certifications": ["aia_certification", "approved_designer"],
-        }
-    )
+    tx = wisla_transaction("2025-08-01", [1500, 500])
     answer = compare_transaction(tx, sides(LAW, POLAND), InMemoryAllowances())
     assert answer["changed_lines"] == 2
     first, second = answer["lines"]

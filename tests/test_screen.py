@@ -16,7 +16,6 @@ The line-by-line agreement of the vectorized and the scalar engine is tests/test
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 from fractions import Fraction
@@ -27,7 +26,7 @@ import polars as pl
 import pytest
 import yaml
 
-from helpers import PROJECT
+from helpers import PROJECT, write_book
 from tierline.allowances import InMemoryAllowances
 from tierline.errors import TierlineError
 from tierline.screen.orders import DECISION_COLUMNS
@@ -80,16 +79,6 @@ def line(
     }
     row.update(extra)
     return row
-
-
-def write_book(path: Path, rows: list[dict[str, Any]]) -> Path:
-    names = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: "" if v is None else v for k, v in r.items()})
-    return path
 
 
 _books = 0
