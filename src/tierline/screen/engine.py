@@ -188,7 +188,8 @@ class Screener:
     def _rescale(self, *values: Fraction) -> None:
         scale = self.scale
         for v in values:
-            scale = math.lcm(scale, v.denominator)
+            if scale % v.denominator:
+                scale = math.lcm(scale, v.denominator)
         if scale != self.scale:
             factor = scale // self.scale
             self.used *= factor
@@ -231,19 +232,29 @@ class Screener:
             "shares": np.zeros(n - start, dtype=np.bool_),
         }
         a = grow if a is None else {name: np.concatenate([a[name], more]) for name, more in grow.items()}
+        scale = self.scale
+        valid, unit, ncand = [], [], []
+        for p in range(start, n):
+            plan = self.plans[p]
+            if isinstance(plan, Plan):
+                valid.append(True)
+                unit.append(_scaled(plan.unit_tpp, scale))
+                ncand.append(len(plan.candidates))
+            else:
+                valid.append(False)
+                unit.append(0)
+                ncand.append(0)
+        a["valid"][start:], a["unit"][start:], a["ncand"][start:] = valid, unit, ncand
         for p in range(start, n):
             plan = self.plans[p]
             if not isinstance(plan, Plan):
                 continue
-            a["valid"][p] = True
-            a["unit"][p] = int(plan.unit_tpp * self.scale)
-            a["ncand"][p] = len(plan.candidates)
             a["rows"][p, : len(self.plan_rows[p])] = self.plan_rows[p]
             for j, cand in enumerate(plan.candidates):
                 a["template"][p, j], a["who"][p, j] = self._template(cand.account)
                 if cand.cap is not None:
                     a["kind"][p, j] = CAP
-                    a["cap"][p, j] = min(int(cand.cap * self.scale), 2**63 - 1)
+                    a["cap"][p, j] = min(_scaled(cand.cap, scale), 2**63 - 1)
                     continue
                 a["kind"][p, j] = SHARES
                 a["shares"][p] = True
@@ -539,6 +550,11 @@ DECISION_SCHEMA: dict[str, Any] = {
     "warnings": pl.String,
 }
 PER_LINE_OUT = ["line", "line_id", "date", "quantity", "tpp", "draw_tpp"]
+
+
+def _scaled(value: Fraction, scale: int) -> int:
+    """value × scale, exactly (`scale` is a multiple of the value's denominator)."""
+    return value.numerator * (scale // value.denominator)
 
 
 def _to_float(amount: np.ndarray, scale: int) -> np.ndarray:
