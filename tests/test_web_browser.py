@@ -123,6 +123,29 @@ def test_map_date_slider_moves_through_the_months(tab_for: Any) -> None:
     assert tab.page.locator("h1").inner_text().endswith("2025-03-01")
 
 
+def test_map_under_a_scenario_keeps_it_while_the_date_moves(tab_for: Any) -> None:
+    tab = tab_for("viewer")
+    tab.go("/dashboard/map?date=2025-07-01&vintage=ai-diffusion")
+
+    def fill(iso2: str) -> str:
+        return str(
+            tab.page.evaluate(
+                f"() => getComputedStyle(document.querySelector('svg.worldmap a[data-iso2={iso2}] path, svg.worldmap a[data-iso2={iso2}] circle')).fill"
+            )
+        )
+
+    assert fill("PL") == TIER_RGB[2]
+    tab.page.get_by_label("Scenario").select_option("poland-tier1")  # submits the date bar
+    tab.page.wait_for_url(re.compile(r".*scenario=poland-tier1.*"))
+    # poland-tier1 adds Poland to supp. no. 5(a) from 2025-07-01: Tier 1 on the map
+    assert fill("PL") == TIER_RGB[1] and fill("CZ") == TIER_RGB[2]
+    assert "not law" in tab.page.locator("main").inner_text()
+    tab.page.get_by_label(re.compile("Month, 2023")).focus()
+    tab.page.keyboard.press("ArrowLeft")  # to 2025-06-01, before the scenario's date
+    tab.page.wait_for_url(re.compile(r".*date=2025-06-01.*scenario=poland-tier1.*"))
+    assert fill("PL") == TIER_RGB[2]
+
+
 # ---- the country page --------------------------------------------------------------------------
 def test_country_page_allocation_lpp_and_veu(tab_for: Any, server: WebServer) -> None:
     officer = server.api("officer")

@@ -116,6 +116,38 @@ def test_scenario_list_and_pages(client: TestClient, app: Any) -> None:
     assert client.get("/dashboard/scenarios/no-such-scenario").status_code == 404
 
 
+# ---- the map and a country under a scenario --------------------------------------------------------
+def map_tiers(page: str) -> dict[str, str]:
+    return dict(re.findall(r"data-iso2='([A-Z]{2})' data-tier='(\w+)'", page))
+
+
+def test_map_and_country_page_under_a_scenario(client: TestClient, app: Any) -> None:
+    sign_in(client, app, "viewer")
+    law = map_tiers(client.get("/dashboard/map?date=2025-07-01&vintage=ai-diffusion").text)
+    page = client.get("/dashboard/map?date=2025-07-01&vintage=ai-diffusion&scenario=poland-tier1").text
+    scenario = map_tiers(page)
+    eve = map_tiers(client.get("/dashboard/map?date=2025-06-30&vintage=ai-diffusion&scenario=poland-tier1").text)
+    # Tier 1 = the United States and the 18 destinations of supp. no. 5(a) to part 740 (90 FR 4544);
+    # poland-tier1 adds Poland from 2025-07-01 and changes nothing else
+    assert list(law.values()).count("1") == 19 and list(scenario.values()).count("1") == 20
+    assert (law["PL"], scenario["PL"], eve["PL"]) == ("2", "1", "2")
+    assert {code for code in law if law[code] != scenario[code]} == {"PL"}
+    assert "not law" in page and 'option value="poland-tier1" selected' in page
+    assert "/dashboard/country/PL?date=2025-07-01&amp;vintage=ai-diffusion&amp;scenario=poland-tier1" in page
+
+    country = client.get("/dashboard/country/PL?date=2025-07-01&vintage=ai-diffusion&scenario=poland-tier1").text
+    assert '<span id="tier">Tier 1</span>' in country
+    # the timeline under the scenario: Tier 2 until 2025-06-30, Tier 1 from 2025-07-01
+    assert re.search(r'<td>[0-9-]+</td><td>2025-06-30</td><td><span class="swatch t2"', country)
+    assert re.search(r'<td>2025-07-01</td><td>[0-9-]+</td><td><span class="swatch t1"', country)
+    law_country = client.get("/dashboard/country/PL?date=2025-07-01&vintage=ai-diffusion").text
+    assert '<span id="tier">Tier 2</span>' in law_country and "2025-07-01</td>" not in law_country
+
+    unknown = client.get("/dashboard/map?date=2025-07-01&vintage=ai-diffusion&scenario=no-such").text
+    assert "unknown scenario &#39;no-such&#39;" in unknown and "showing the law" in unknown
+    assert map_tiers(unknown)["PL"] == "2"
+
+
 # ---- compare -----------------------------------------------------------------------------------
 def test_compare_a_polish_transaction_under_poland_tier1(client: TestClient, app: Any) -> None:
     sign_in(client, app, "viewer")

@@ -28,10 +28,11 @@ from tierline.ledger import Ledger, LedgerAllowances
 from tierline.ledger.accounts import parse_account
 from tierline.policy import Context
 from tierline.policy.vintages import load_vintages
+from tierline.reforms import Reform, get_reform, list_reforms
 from tierline.web import analysis, views, whatif
 from tierline.web.sessions import COOKIE, MAX_AGE, Session, Sessions, session_of
 from tierline.web.svg import TIER_FILL, fmt_tpp
-from tierline.web.worldmap import STATIC, TIER_NAMES, map_entries, map_svg, month_dates
+from tierline.web.worldmap import STATIC, TIER_NAMES, map_entries, map_svg, month_dates, page_query
 
 PREFIX = "/dashboard"
 LEDGER_PAGE = 200
@@ -75,6 +76,16 @@ def _vintage(name: str | None) -> tuple[str, str | None]:
     if name not in names:
         return "ai-diffusion", f"unknown vintage {name!r}; one of {', '.join(names)}"
     return name, None
+
+
+def _scenario(name: str | None) -> tuple[Reform | None, str | None]:
+    """The scenario a page is shown under (none: the law)."""
+    if not name:
+        return None, None
+    try:
+        return get_reform(name[:64]), None
+    except TierlineError as exc:
+        return None, f"{exc.reason}; showing the law"
 
 
 def _same_origin(request: Request) -> bool:
@@ -167,11 +178,14 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
 
     # ---- map ------------------------------------------------------------------------------------
     @router.get("/map")
-    def world(request: Request, date: str | None = None, vintage: str | None = None) -> Response:
+    def world(
+        request: Request, date: str | None = None, vintage: str | None = None, scenario: str | None = None
+    ) -> Response:
         session = signed_in(request)
         day, error = _day(date)
         name, verror = _vintage(vintage)
-        ctx = Context.make(name, day)
+        reform, serror = _scenario(scenario)
+        ctx = Context.make(name, day, reform)
         entries = map_entries(ctx)
         counts = {t: sum(1 for e in entries if e.tier == t) for t in (1, 2, 3, 0)}
         months = month_dates()
@@ -184,7 +198,9 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             session,
             day=day,
             vintage=name,
-            errors=[e for e in (error, verror) if e],
+            scenario=reform.name if reform else "",
+            scenarios=[r["name"] for r in list_reforms()],
+            errors=[e for e in (error, verror, serror) if e],
             svg=Markup(map_svg(ctx, PREFIX + "/country/")),
             counts=counts,
             by_tier=by_tier,
@@ -194,24 +210,31 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             month_index=index,
             month_values=",".join(m.isoformat() for m in months),
             destinations=views.destinations(),
-            query=urlencode({"date": day.isoformat(), "vintage": name}),
+            query=page_query(ctx),
         )
 
     # ---- country --------------------------------------------------------------------------------
     @router.get("/country/")
     def find_country(
-        request: Request, code: str = Query("", max_length=100), date: str = "", vintage: str = ""
+        request: Request,
+        code: str = Query("", max_length=100),
+        date: str = "",
+        vintage: str = "",
+        scenario: str = Query("", max_length=64),
     ) -> Response:
         signed_in(request)
-        query = urlencode({k: v for k, v in (("date", date), ("vintage", vintage)) if v})
+        query = urlencode({k: v for k, v in (("date", date), ("vintage", vintage), ("scenario", scenario)) if v})
         return RedirectResponse(f"{PREFIX}/country/{quote(code, safe='')}" + (f"?{query}" if query else ""), 303)
 
     @router.get("/country/{code}")
-    def country(request: Request, code: str, date: str | None = None, vintage: str | None = None) -> Response:
+    def country(
+        request: Request, code: str, date: str | None = None, vintage: str | None = None, scenario: str | None = None
+    ) -> Response:
         session = signed_in(request)
         day, error = _day(date)
         name, verror = _vintage(vintage)
-        ctx = Context.make(name, day)
+        reform, serror = _scenario(scenario)
+        ctx = Context.make(name, day, reform)
         try:
             data = views.country_view(code[:100], ctx, ledger, jobs)
         except TierlineError as exc:
@@ -222,8 +245,10 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             session,
             day=day,
             vintage=name,
-            errors=[e for e in (error, verror) if e],
-            query=urlencode({"date": day.isoformat(), "vintage": name}),
+            scenario=reform.name if reform else "",
+            scenarios=[r["name"] for r in list_reforms()],
+            errors=[e for e in (error, verror, serror) if e],
+            query=page_query(ctx),
             **data,
         )
 

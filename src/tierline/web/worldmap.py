@@ -24,9 +24,10 @@ from xml.sax.saxutils import escape, quoteattr
 import pycountry
 
 from tierline.countries import all_countries
-from tierline.groups import country_groups, ear_destination
+from tierline.groups import GROUPS, ear_destination
 from tierline.policy import Context
 from tierline.tiers import tier_of
+from tierline.web.views import group_members
 
 STATIC = Path(str(resources.files("tierline") / "web" / "static"))
 WIDTH = 960.0
@@ -156,22 +157,30 @@ class MapEntry:
 
 
 def map_entries(ctx: Context) -> list[MapEntry]:
-    """Every destination's tier (0 when the vintage has no tiers) and Country Groups on the date."""
-    groups = country_groups()
+    """Every destination's tier (0 when the vintage has no tiers) and Country Groups on the date,
+    with a scenario's group changes when the context has one."""
+    members = group_members(ctx)
     tiers_apply = ctx.vintage.has("tiers")
     out = []
     for country in all_countries().values():
         dest = ear_destination(country, ctx.as_of)
         note = f"treated as {dest.ear.name}" if dest.ear is not dest.country else ""
         tier = tier_of(country, ctx).tier if tiers_apply else 0
-        out.append(MapEntry(country.iso2, country.name, tier, groups.groups_of(dest.ear.iso2, ctx.as_of), note))
+        listed = [g for g in GROUPS if dest.ear.iso2 in members[g]]
+        out.append(MapEntry(country.iso2, country.name, tier, listed, note))
     return out
+
+
+def page_query(ctx: Context) -> str:
+    """The date, vintage and scenario of a page, as a query string for its links."""
+    reform = {"scenario": ctx.reform.name} if ctx.reform is not None else {}
+    return urlencode({"date": ctx.as_of.isoformat(), "vintage": ctx.vintage.name, **reform})
 
 
 def map_svg(ctx: Context, link: str = "/dashboard/country/") -> str:
     """The world coloured by tier on the context's date; every destination is one link with a tooltip."""
     shapes = geometries()
-    query = urlencode({"date": ctx.as_of.isoformat(), "vintage": ctx.vintage.name})
+    query = page_query(ctx)
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' class='worldmap' viewBox='0 0 {WIDTH:.0f} {HEIGHT}' "
         f"role='group' aria-labelledby='map-title'>",

@@ -64,6 +64,7 @@
       slider.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(submit, 450); });
     }
     $("#vintage", form) && $("#vintage", form).addEventListener("change", submit);
+    $("#scenario", form) && $("#scenario", form).addEventListener("change", submit);
     date && date.addEventListener("change", () => { if (date.value) submit(); });
   }
 
