@@ -96,21 +96,26 @@ def batches(path: Path, chunk_size: int) -> Iterator[pl.DataFrame]:
         raise TierlineError("orders", f"{path.name}: {where}: {_first_line(exc)}") from None
 
 
+TEXT = "\x00text:"  # prefix of the trimmed-text copy of each column while a batch is parsed
+
+
 def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     text = expr if dtype == pl.String else expr.cast(pl.String)
-    text = text.str.strip_chars()
-    return pl.when(text == "").then(None).otherwise(text)
+    return text.str.strip_chars().replace("", None)
 
 
 def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(typed lines, bad values) for a batch: the lines have every column of the order-book schema
     (absent optional ones null); the report has line, column, value and reason for each bad value."""
     schema = batch.schema
+    present = [c for c in COLUMNS if c.name in schema]
+    # each value as trimmed text (null when empty), computed once: the checks below read it
+    batch = batch.with_columns(_as_text(pl.col(c.name), schema[c.name]).alias(TEXT + c.name) for c in present)
     out: list[pl.Expr] = [pl.col("line")]
     checks: list[tuple[str, pl.Expr, pl.Expr, str]] = []  # column, raw text, failed, reason
-    with_choices = [c for c in COLUMNS if c.choices and c.name in schema]
+    with_choices = [c for c in present if c.choices]
     distincts = batch.select(  # the distinct values of the columns with choices (few), in one pass
-        _as_text(pl.col(c.name), schema[c.name]).unique().implode().alias(c.name) for c in with_choices
+        pl.col(TEXT + c.name).unique().implode().alias(c.name) for c in with_choices
     )
     for column in COLUMNS:
         name = column.name
@@ -118,7 +123,7 @@ def parse(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             out.append(pl.lit(None, dtype=_dtype(column.kind)).alias(name))
             continue
         dtype = schema[name]
-        raw = _as_text(pl.col(name), dtype)
+        raw = pl.col(TEXT + name)
         value, failed, reason = _typed(column.kind, name, dtype, raw)
         if column.choices:  # checked on the distinct values
             distinct = [v for v in distincts[name][0].to_list() if v is not None]
