@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tierline.reforms import Reform, get_reform
-from tierline.screen.engine import DECISION_SCHEMA, Snapshot, screen_scalar
+from tierline.screen.engine import Snapshot, screen_scalar
+from tierline.screen.orders import DECISION_SCHEMA
 from tierline.screen.read import batches, parse
 from tierline.screen.run import screen_file
 

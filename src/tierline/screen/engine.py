@@ -26,8 +26,8 @@ from tierline.policy.epochs import change_dates
 from tierline.policy.vintages import load_vintages
 from tierline.reforms import Reform
 from tierline.screen.kernel import CAP, SHARES, accumulate
-from tierline.screen.orders import DECISION_COLUMNS, PROFILE, column_of, decision_row, transaction_for
-from tierline.screen.plans import CONSIGNEE, OPERATOR, Plan, Task
+from tierline.screen.orders import DECISION_COLUMNS, DECISION_SCHEMA, PROFILE, column_of, decision_row, transaction_for
+from tierline.screen.plans import CONSIGNEE, OPERATOR, Built, Plan, Task
 from tierline.tiers import UNITED_STATES
 
 MAX_CANDIDATES = 8
@@ -154,7 +154,7 @@ class Screener:
         self.uveu = np.zeros((0, len(self.countries)), dtype=np.int64)
         # decision templates and the summary
         self.n_rows = 0  # decision templates so far (one per branch of each plan)
-        self.new_rows: list[dict[str, Any]] = []  # templates not yet in rows_frame
+        self.new_frames: list[pl.DataFrame] = []  # templates not yet in rows_frame
         self.rows_frame: pl.DataFrame | None = None
         self.row_counts = np.zeros(0, dtype=np.int64)
         self._arrays: dict[str, np.ndarray] | None = None
@@ -180,10 +180,8 @@ class Screener:
         self.plan_rows.append([])
         if isinstance(plan, Plan):
             self._rescale(plan.unit_tpp, *(c.cap for c in plan.candidates if c.cap is not None))
-            self.plan_rows[-1] = list(range(self.n_rows, self.n_rows + len(plan.rows)))
-            self.n_rows += len(plan.rows)
-            self.new_rows.extend(plan.rows)
-            plan.rows = []  # the frame of templates keeps them
+            self.plan_rows[-1] = list(range(self.n_rows, self.n_rows + plan.branches))
+            self.n_rows += plan.branches
 
     def _rescale(self, *values: Fraction) -> None:
         scale = self.scale
@@ -369,16 +367,15 @@ class Screener:
                 self.reserved += 1
         return Planning(inverse, pairs, tasks)
 
-    def planned(
-        self, batch: pl.DataFrame, planning: Planning, plans: list[Plan | TierlineError]
-    ) -> tuple[np.ndarray, list[BadRow]]:
+    def planned(self, batch: pl.DataFrame, planning: Planning, built: Built) -> tuple[np.ndarray, list[BadRow]]:
         """The plan of every line of the batch, given the plans built for `planning`'s tasks, and
         the lines whose plan is an error."""
-        if len(plans) != len(planning.tasks):
+        if len(built.plans) != len(planning.tasks):
             raise AssertionError("a plan for every task")
-        for plan in plans:  # in the order their ids were reserved
+        for plan in built.plans:  # in the order their ids were reserved
             self._add_plan(plan)
-        self.reserved -= len(plans)
+        self.new_frames.append(built.templates)
+        self.reserved -= len(built.plans)
         ids = np.array([self.plan_ids[pair] for pair in planning.pairs], dtype=np.int64)
         pid = ids[planning.inverse]
         bad: list[BadRow] = []
@@ -452,10 +449,10 @@ class Screener:
 
     def _rows_frame(self) -> pl.DataFrame:
         """The decision templates as a frame, extended with the ones added since the last call."""
-        if self.rows_frame is None or self.new_rows:
-            more = pl.DataFrame(self.new_rows, schema=DECISION_SCHEMA)
-            self.rows_frame = more if self.rows_frame is None else pl.concat([self.rows_frame, more])
-            self.new_rows = []
+        if self.rows_frame is None or self.new_frames:
+            frames = [self.rows_frame] if self.rows_frame is not None else [pl.DataFrame(schema=DECISION_SCHEMA)]
+            self.rows_frame = pl.concat([*frames, *self.new_frames], rechunk=True)
+            self.new_frames = []
         return self.rows_frame
 
     def _decisions(
@@ -524,31 +521,6 @@ class Screener:
         return frame.with_columns(pl.Series("lines", counts, dtype=pl.Int64))
 
 
-DECISION_SCHEMA: dict[str, Any] = {
-    "line": pl.Int64,
-    "line_id": pl.String,
-    "date": pl.Date,
-    "vintage": pl.String,
-    "reform": pl.String,
-    "destination": pl.String,
-    "tier": pl.Int64,
-    "chip": pl.String,
-    "quantity": pl.Int64,
-    "eccn": pl.String,
-    "level": pl.String,
-    "tpp": pl.Float64,
-    "license_required": pl.Boolean,
-    "authorization": pl.String,
-    "review_policy": pl.String,
-    "needs_license": pl.Boolean,
-    "draw_account": pl.String,
-    "draw_tpp": pl.Float64,
-    "rule": pl.String,
-    "citation": pl.String,
-    "exceptions_considered": pl.String,
-    "obligations": pl.String,
-    "warnings": pl.String,
-}
 PER_LINE_OUT = ["line", "line_id", "date", "quantity", "tpp", "draw_tpp"]
 
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 from tierline.determination.engine import Determination
 from tierline.determination.model import VEU, Certification, EndUse, Kind, PartyKind, Transaction
 from tierline.errors import TierlineError
@@ -67,6 +69,33 @@ REQUIRED = tuple(c.name for c in COLUMNS if c.required)
 # columns a line's answer does not depend on except through the accounts it names or its amounts
 PER_LINE = ("line_id", "date", "quantity", "consignee_id", "consignee_name", "lpp_operating_entity", "end_user_name")
 PROFILE = tuple(c.name for c in COLUMNS if c.name not in PER_LINE)
+
+DECISION_SCHEMA: dict[str, Any] = {
+    "line": pl.Int64,
+    "line_id": pl.String,
+    "date": pl.Date,
+    "vintage": pl.String,
+    "reform": pl.String,
+    "destination": pl.String,
+    "tier": pl.Int64,
+    "chip": pl.String,
+    "quantity": pl.Int64,
+    "eccn": pl.String,
+    "level": pl.String,
+    "tpp": pl.Float64,
+    "license_required": pl.Boolean,
+    "authorization": pl.String,
+    "review_policy": pl.String,
+    "needs_license": pl.Boolean,
+    "draw_account": pl.String,
+    "draw_tpp": pl.Float64,
+    "rule": pl.String,
+    "citation": pl.String,
+    "exceptions_considered": pl.String,
+    "obligations": pl.String,
+    "warnings": pl.String,
+}
+
 
 # where a transaction field path points in the order book
 FIELD_COLUMNS = {

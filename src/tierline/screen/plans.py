@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import polars as pl
+
 from tierline.allowances import ShareLimit, uveu_share_limits
 from tierline.determination.engine import decide
 from tierline.determination.facts import line_facts, transaction_facts
 from tierline.errors import TierlineError
 from tierline.reforms import Reform
-from tierline.screen.orders import decision_row, transaction_for
+from tierline.screen.orders import DECISION_SCHEMA, decision_row, transaction_for
 from tierline.tiers import UNITED_STATES
 
 CONSIGNEE = "\x00consignee\x00"  # stands for the line's consignee identifier in account names
@@ -96,8 +98,9 @@ class Plan:
 
     unit_tpp: Fraction
     candidates: list[Candidate]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # moved into `Built.templates` once built
     headquarters: str  # the consignee's headquarters (EAR code), for the ledger's UVEU check
+    branches: int = 0  # how many rows (candidates + 1)
 
 
 def _representative(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date], 
         refused.add(account)
         if len(candidates) > 8:
             raise AssertionError("plan: more candidates than rules")
-    return Plan(unit, candidates, rows, facts.parties[0].headquarters)
+    return Plan(unit, candidates, rows, facts.parties[0].headquarters, len(rows))
 
 
 Task = tuple[Mapping[str, Any], str, Mapping[str, dt.date], Reform | None]  # plan_or_error's arguments
@@ -159,3 +162,41 @@ def plan_or_error(
         return make_plan(row, vintage, g2g, reform)
     except TierlineError as exc:
         return exc
+
+
+@dataclass
+class Built:
+    """Plans (or errors) for a run of tasks, in task order, and every plan's decision templates in
+    the same order as one frame (cheaper to move between processes than the rows)."""
+
+    plans: list[Plan | TierlineError]
+    templates: pl.DataFrame
+
+    @classmethod
+    def join(cls, parts: list[Built]) -> Built:
+        templates = [p.templates for p in parts]
+        return cls([plan for p in parts for plan in p.plans], pl.concat(templates) if templates else _no_rows())
+
+    def split(self, counts: list[int]) -> list[Built]:
+        """Consecutive runs of `counts` plans each, with their templates."""
+        out, start, row = [], 0, 0
+        for n in counts:
+            plans = self.plans[start : start + n]
+            rows = sum(p.branches for p in plans if isinstance(p, Plan))
+            out.append(Built(plans, self.templates.slice(row, rows)))
+            start, row = start + n, row + rows
+        return out
+
+
+def build(tasks: list[Task]) -> Built:
+    """The plan (or the error) of each task."""
+    plans = [plan_or_error(*task) for task in tasks]
+    rows = [row for plan in plans if isinstance(plan, Plan) for row in plan.rows]
+    for plan in plans:
+        if isinstance(plan, Plan):
+            plan.rows = []
+    return Built(plans, pl.DataFrame(rows, schema=DECISION_SCHEMA) if rows else _no_rows())
+
+
+def _no_rows() -> pl.DataFrame:
+    return pl.DataFrame(schema=DECISION_SCHEMA)

@@ -18,8 +18,8 @@ import polars as pl
 from tierline.allowances import AllowanceState
 from tierline.errors import TierlineError
 from tierline.reforms import Reform
-from tierline.screen.engine import DECISION_SCHEMA, BadRow, BatchRows, Planning, Screener, Snapshot, profile_hashes
-from tierline.screen.orders import DECISION_COLUMNS
+from tierline.screen.engine import BadRow, BatchRows, Planning, Screener, Snapshot, profile_hashes
+from tierline.screen.orders import DECISION_COLUMNS, DECISION_SCHEMA
 from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
 from tierline.screen.workers import Pending, start_workers, submit_plans
 
@@ -255,10 +255,10 @@ def _screen_planned(
     columns: Sequence[str],
 ) -> None:
     ok = batch.ok
-    built = iter(batch.pending.result())
+    built = batch.pending.result().split([len(planning.tasks) for planning in batch.plannings])
     planned = [
-        screener.planned(ok, planning, [next(built) for _ in planning.tasks])
-        for screener, planning in zip(screeners, batch.plannings, strict=True)
+        screener.planned(ok, planning, plans)
+        for screener, planning, plans in zip(screeners, batch.plannings, built, strict=True)
     ]
     bad_plans = [b.as_dict() for _pid, found in planned for b in found]
     bad = pl.concat([batch.bad_values, pl.DataFrame(bad_plans, schema=BAD_SCHEMA).unique(maintain_order=True)])

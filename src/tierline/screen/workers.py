@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from tierline.errors import TierlineError
-from tierline.screen.plans import Plan, Task, plan_or_error
+from tierline.screen.plans import Built, Task, build
 
 WORKERS_ENV = "TIERLINE_WORKERS"
 MIN_PARALLEL = 512  # new plans in a batch below which they are built in the screening process
@@ -38,10 +38,6 @@ def workers() -> int:
         return max(1, int(raw))
     except ValueError:
         raise TierlineError(WORKERS_ENV, f"{raw!r} is not a number of processes") from None
-
-
-def _build(tasks: list[Task]) -> list[Plan | TierlineError]:
-    return [plan_or_error(*task) for task in tasks]
 
 
 def _watch_parent(parent: int) -> None:
@@ -76,26 +72,26 @@ def start_workers() -> None:
     if n > 1 and _pool is None:
         pool = _pool_for(n)
         for _ in range(n):
-            pool.submit(_build, [])
+            pool.submit(build, [])
 
 
 class Pending:
     """Plans being built: `result()` waits for them, in task order."""
 
-    def __init__(self, tasks: list[Task], futures: list[Future[list[Plan | TierlineError]]] | None) -> None:
+    def __init__(self, tasks: list[Task], futures: list[Future[Built]] | None) -> None:
         self.tasks = tasks
         self.futures = futures
-        self.done = _build(tasks) if futures is None else None
+        self.done = build(tasks) if futures is None else None
 
-    def result(self) -> list[Plan | TierlineError]:
+    def result(self) -> Built:
         global _pool
         if self.done is None:
             assert self.futures is not None
             try:
-                self.done = [plan for future in self.futures for plan in future.result()]
+                self.done = Built.join([future.result() for future in self.futures])
             except BrokenProcessPool:  # a worker died (killed, out of memory): build here, a new pool next time
                 _pool = None
-                self.done = _build(self.tasks)
+                self.done = build(self.tasks)
         return self.done
 
 
@@ -108,7 +104,7 @@ def submit_plans(tasks: list[Task]) -> Pending:
     size = max(1, min(CHUNK, len(tasks) // (4 * n)))
     try:
         pool = _pool_for(n)
-        futures = [pool.submit(_build, tasks[i : i + size]) for i in range(0, len(tasks), size)]
+        futures = [pool.submit(build, tasks[i : i + size]) for i in range(0, len(tasks), size)]
     except BrokenProcessPool:
         global _pool
         _pool = None
