@@ -97,8 +97,17 @@ def rejects_path(out: Path | None, orders: Path) -> Path:
     return base.with_name(base.stem + ".rejects.csv")
 
 
+def early_workers(orders: Path) -> None:
+    """Fork the plan workers of a large book before the book is read: memory Polars has used
+    before a fork is shared with the workers, and the screening process would then copy it page by
+    page as it reads (about half a second on a 1,000,000-line book)."""
+    if orders.is_file() and orders.stat().st_size >= EARLY_WORKERS_BYTES:
+        start_workers()
+
+
 def first_date(orders: Path) -> dt.date | None:
     """The first valid date in the order book (the as-of date of the starting allowance state)."""
+    early_workers(orders)
     for batch in batches(orders, 10_000):
         typed, _bad = parse(batch.select(["line", "date"]))
         dates = typed["date"].drop_nulls()
@@ -224,8 +233,7 @@ def _screen_batches(
     batch k (whose plans were started before) is screened; decisions leave in file order."""
     rejects: list[pl.DataFrame] = []
     previous: _Planned | None = None
-    if orders.is_file() and orders.stat().st_size >= EARLY_WORKERS_BYTES:
-        start_workers()
+    early_workers(orders)
     for batch in batches(orders, chunk_size):
         typed, bad_values = parse(batch)
         if prepare is not None:
