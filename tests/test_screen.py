@@ -718,3 +718,52 @@ def test_plan_workers_exit_when_the_screening_process_is_killed(tmp_path: Path) 
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.2)
     assert not [p for p in pids if alive(p)]
+
+
+# ---- policy epochs: a Country Group change starts one only for the lines naming its country ----------
+def test_a_country_group_change_splits_only_the_lines_naming_its_country(tmp_path: Path) -> None:
+    from tierline.reforms import parse_reform
+    from tierline.screen.engine import Screener, Snapshot, screen_scalar
+    from tierline.screen.plans import build
+    from tierline.screen.read import batches, parse
+
+    # a scenario takes China out of Country Group D:5 on 2026-04-01; Hong Kong is treated as China
+    reform = parse_reform(
+        {
+            "name": "china-out-of-d5",
+            "countries": [{"country": "CN", "group": "D:5", "change": "removed", "from": "2026-04-01"}],
+        }
+    )
+    rows = [
+        {
+            "date": day,
+            "chip": H100,
+            "quantity": 10,
+            "destination": code,
+            "consignee_id": f"{code}-1",
+            "end_use": "data_center",
+        }
+        for code in ("BR", "CN", "HK")
+        for day in ("2026-03-31", "2026-04-01")
+    ]
+    batch, bad = parse(next(batches(write_book(tmp_path / "book.csv", rows), 100)))
+    assert len(bad) == 0
+    screener = Screener(Snapshot(as_of=dt.date(2026, 3, 31)), VINTAGE, reform=reform)
+    planning = screener.new_plans(batch)
+    # one plan for the Brazilian lines (nothing they read changes), one per side of the date for
+    # China and for Hong Kong
+    assert len(planning.tasks) == 5
+    pid, none = screener.planned(batch, planning, build(planning.tasks))
+    assert none == []
+    got = screener.screen(batch, pid).to_dicts()
+    expected, _ = screen_scalar(batch, InMemoryAllowances(), VINTAGE, reform)
+    assert got == expected
+    # Tier 3 is D:5 and Macau (90 FR 4544): China and Hong Kong leave it with the scenario, Brazil is Tier 2
+    assert [(r["destination"], r["date"].isoformat(), r["tier"]) for r in got] == [
+        ("BR", "2026-03-31", 2),
+        ("BR", "2026-04-01", 2),
+        ("CN", "2026-03-31", 3),
+        ("CN", "2026-04-01", 2),
+        ("CN", "2026-03-31", 3),
+        ("CN", "2026-04-01", 2),
+    ]

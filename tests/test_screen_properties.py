@@ -15,7 +15,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tierline.reforms import Reform, get_reform
+from tierline.reforms import Reform, get_reform, parse_reform
 from tierline.screen.engine import Snapshot, screen_scalar
 from tierline.screen.orders import DECISION_SCHEMA
 from tierline.screen.read import batches, parse
@@ -31,8 +31,8 @@ CHIPS = [
     "AMD Instinct MI300X (OAM 192GB)",
     "NVIDIA A10 (PCIe 24GB)",
 ]
-DESTINATIONS = ["BR", "IN", "DE", "JP", "CN", "HK", "MO", "AE", "SG", "PL", "MX", "Brazil"]
-HQ = [None, "US", "DE", "CN", "BR", "SG", "MO"]
+DESTINATIONS = ["BR", "IN", "DE", "JP", "CN", "HK", "MO", "AE", "SG", "PL", "MX", "KH", "Brazil"]
+HQ = [None, "US", "DE", "CN", "BR", "SG", "MO", "KH", "AE"]
 DAYS = [
     dt.date(2025, 1, 15),
     dt.date(2025, 5, 14),
@@ -43,12 +43,28 @@ DAYS = [
     dt.date(2026, 1, 1),
     dt.date(2026, 1, 14),
     dt.date(2026, 1, 15),
+    dt.date(2026, 2, 2),  # the day before Cambodia leaves D:5 (a change for lines naming KH only)
     dt.date(2026, 2, 3),
+    dt.date(2026, 3, 31),  # the day before gulf-d5 takes China out of D:5
+    dt.date(2026, 4, 1),
     dt.date(2026, 7, 10),
     dt.date(2026, 7, 11),
     dt.date(2027, 12, 31),
     dt.date(2028, 1, 1),
 ]
+# Country Group changes in a scenario: the UAE joins D:5 on 2025-07-01 and China leaves it on
+# 2026-04-01 (screening starts an epoch only for the lines naming AE, or CN or Hong Kong, which the EAR
+# treats as China)
+GULF_D5 = parse_reform(
+    {
+        "name": "gulf-d5",
+        "description": "test: the UAE in Country Group D:5, China out of it",
+        "countries": [
+            {"country": "AE", "group": "D:5", "change": "added", "from": "2025-07-01"},
+            {"country": "CN", "group": "D:5", "change": "removed", "from": "2026-04-01"},
+        ],
+    }
+)
 H100_TPP = Fraction("1978.9") * 8  # the catalogue's dense FP8 rate, 1,978.9 TFLOPS, x 8 bits = 15,831.2 TPP
 LPP = Fraction(26_900_000)  # 15 CFR 740.29(a)
 ALLOCATION = Fraction(790_000_000)  # 15 CFR 742.6(b)(10), Tier 2 cumulative 2025-2027
@@ -164,14 +180,14 @@ def _scalar(path: Path, snapshot: Snapshot, reform: Reform | None) -> tuple[pl.D
     snapshot=starting_state(),
     fmt=st.sampled_from(["csv", "parquet", "jsonl"]),
     chunk=st.sampled_from([3, 7, 1000]),
-    scenario=st.sampled_from([None, None, "poland-tier1", "lpp-10m", "double-tier2"]),
+    scenario=st.sampled_from([None, None, "poland-tier1", "lpp-10m", "double-tier2", "gulf-d5"]),
 )
 def test_vectorized_equals_scalar(
     lines: list[dict[str, Any]], snapshot: Snapshot, fmt: str, chunk: int, scenario: str | None
 ) -> None:
     """Also under a scenario: the reform reaches the vectorized engine's plans and epochs exactly as
     it reaches the scalar engine (poland-tier1 and lpp-10m change facts mid-book)."""
-    reform = get_reform(scenario) if scenario else None
+    reform = GULF_D5 if scenario == "gulf-d5" else get_reform(scenario) if scenario else None
     with tempfile.TemporaryDirectory() as tmp:
         orders, out = Path(tmp) / f"orders.{fmt}", Path(tmp) / "decisions.parquet"
         _write(lines, orders, fmt)

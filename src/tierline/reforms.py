@@ -77,10 +77,12 @@ class Reform:
     def citation(self) -> str:
         return f"reform {self.name} (scenario, not law)"
 
-    def dates(self) -> tuple[dt.date, ...]:
-        """Every date this reform changes something on (policy epochs start there)."""
+    def dates(self, groups: bool = True) -> tuple[dt.date, ...]:
+        """Every date this reform changes something on (policy epochs start there); with `groups`
+        false, only its parameters' dates (its group changes are `groups`)."""
         inside = {d for c in self.parameters for d in dates_in(c.value)}
-        return tuple(sorted({c.effective for c in self.parameters} | {g.effective for g in self.groups} | inside))
+        changed = {g.effective for g in self.groups} if groups else set()
+        return tuple(sorted({c.effective for c in self.parameters} | changed | inside))
 
     def members(self, group: str, base: frozenset[str], on: dt.date) -> frozenset[str]:
         """`base` (the group's members on `on`) with this reform's changes dated on or before `on`."""

@@ -1,6 +1,14 @@
 """Policy epochs: the dates on which any dated fact changes (a parameter value, a date inside a value,
 a vintage's start, a Country Group change). Between two consecutive change dates every rule reads the
-same facts, so bulk screening evaluates each distinct line once per epoch instead of once per date."""
+same facts, so bulk screening evaluates each distinct line once per epoch instead of once per date.
+
+A Country Group change is a change for one country: the rules test a group's membership only for
+the countries a line names (its destination, parties' locations and headquarters, VEU destinations,
+the country it leaves from; each also as the country the EAR treats it as). So such a change starts
+an epoch only for the lines that name its country (`country_changes`). The exception is a group a
+rule reads as a whole (`WHOLE_GROUPS`): the UVEU shares weigh the installed base in every Tier 1
+country, so a change to supp. no. 5(a) starts an epoch for every line. A rule that reads another
+group as a whole must add it there."""
 
 from __future__ import annotations
 
@@ -10,11 +18,12 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tierline.groups import country_groups
+from tierline.groups import GroupChange, country_groups
 from tierline.policy.parameters import load_parameters
 from tierline.policy.vintages import POLICY_DIR_ENV, load_vintages
 
 DAY = dt.timedelta(days=1)
+WHOLE_GROUPS = frozenset({"SUPP5A"})  # groups a rule reads as a whole (the UVEU shares: every Tier 1 country)
 
 
 def dates_in(value: Any) -> Iterator[dt.date]:
@@ -44,7 +53,8 @@ def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[tuple
         if regime.compliance_from:
             yield regime.compliance_from, False
     for change in country_groups().changes:
-        yield change.effective, False
+        if change.group in WHOLE_GROUPS:
+            yield change.effective, False
 
 
 @functools.lru_cache(maxsize=16)
@@ -53,6 +63,11 @@ def _bundled_boundaries(policy_dir: str | None, vintage: str | None) -> tuple[dt
     for day, either_way in _policy_dates(policy_dir, vintage):
         out.update(boundaries([day]) if either_way else (day,))
     return tuple(sorted(out))
+
+
+def country_changes(changes: Iterable[GroupChange]) -> tuple[tuple[dt.date, str], ...]:
+    """The (date, country) of each change of a group not read as a whole, sorted and distinct."""
+    return tuple(sorted({(c.effective, c.iso2) for c in changes if c.group not in WHOLE_GROUPS}))
 
 
 def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:
@@ -66,9 +81,10 @@ def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:
 
 
 def change_dates(extra: Iterable[dt.date] = (), vintage: str | None = None) -> tuple[dt.date, ...]:
-    """The epoch boundaries of the policy data in force, plus those of `extra` dates (for example the
-    dates of recorded government-to-government arrangements). With `vintage`, only the parameters
-    that vintage can read count (every vintage's dates and every Country Group change always do).
+    """The epoch boundaries of the policy data in force for every line, plus those of `extra` dates
+    (for example the dates of recorded government-to-government arrangements). With `vintage`, only
+    the parameters that vintage can read count (every vintage's dates always do). Changes of groups
+    not read as a whole are not included: see `country_changes`.
     Calendar years are not included: a caller that keys anything by year adds the year itself."""
     base = _bundled_boundaries(os.environ.get(POLICY_DIR_ENV) or None, vintage)
     more = boundaries(extra)

@@ -19,18 +19,29 @@ import numpy as np
 import polars as pl
 
 from tierline.allowances import AllowanceState, InMemoryAllowances
-from tierline.countries import all_countries
+from tierline.countries import all_countries, lookup, treated_as_policies
 from tierline.determination.engine import determine
 from tierline.errors import TierlineError
-from tierline.policy.epochs import change_dates
+from tierline.groups import country_groups
+from tierline.policy.epochs import WHOLE_GROUPS, change_dates, country_changes
 from tierline.policy.vintages import load_vintages
 from tierline.reforms import Reform
 from tierline.screen.kernel import CAP, SHARES, accumulate
-from tierline.screen.orders import DECISION_COLUMNS, DECISION_SCHEMA, PROFILE, column_of, decision_row, transaction_for
+from tierline.screen.orders import (
+    COUNTRY_COLUMNS,
+    DECISION_COLUMNS,
+    DECISION_SCHEMA,
+    LIST_SEPARATOR,
+    PROFILE,
+    column_of,
+    decision_row,
+    transaction_for,
+)
 from tierline.screen.plans import CONSIGNEE, OPERATOR, Built, Plan, Task
 from tierline.tiers import UNITED_STATES
 
 MAX_CANDIDATES = 8
+MAX_COUNTRY_CHANGES = 62  # country changes kept per line in a 64-bit state (later ones start epochs for all)
 MEASURES = {"tier1": 0, "single_non_tier1": 1, "us": 2}
 EPOCH_DAY = dt.date(1970, 1, 1)
 EXACT_FLOAT = 2**53
@@ -131,7 +142,18 @@ class Screener:
         self.collect_draws = collect_draws
         self.draws: dict[tuple[str, dt.date], Fraction] = {}  # with collect_draws: per account and date
         self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
-        bounds = change_dates([*snapshot.g2g.values(), *(reform.dates() if reform else ())], vintage)
+        # Country Group changes start an epoch only for the lines that name the country (epochs.py)
+        changes = country_changes([*country_groups().changes, *(reform.groups if reform else ())])
+        whole = [g.effective for g in (reform.groups if reform else ()) if g.group in WHOLE_GROUPS]
+        self.country_changes = changes[:MAX_COUNTRY_CHANGES]
+        self.country_masks: dict[tuple[str, str], int] = {}  # (column, value) -> changes it names
+        extra = [
+            *snapshot.g2g.values(),
+            *(reform.dates(groups=False) if reform else ()),
+            *whole,
+            *(d for d, _ in changes[MAX_COUNTRY_CHANGES:]),
+        ]
+        bounds = change_dates(extra, vintage)
         self.bounds = np.array([(d - EPOCH_DAY).days for d in bounds], dtype=np.int64)
         self.scale = 1
         self.plan_ids: dict[tuple[int, int], int] = {}
@@ -167,13 +189,52 @@ class Screener:
         known = load_vintages()
         return {v: v not in known or known[v].has("lpp") for v in vintages.unique().to_list()}
 
-    def _epoch_starts(self, days: np.ndarray, epochs: np.ndarray, years: np.ndarray) -> list[dt.date]:
+    def _epoch_starts(
+        self, days: np.ndarray, epochs: np.ndarray, years: np.ndarray, states: np.ndarray
+    ) -> list[dt.date]:
         """The first day of each day's policy epoch, within its calendar year where the year is part
-        of the plan (`years` 0 where it is not): the plans' dates."""
+        of the plan (`years` 0 where it is not) and on or after the country changes in its state:
+        the plans' dates."""
         start = np.where(epochs > 0, self.bounds[np.maximum(epochs - 1, 0)], days)
         january = (np.maximum(years, 1970) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
         first = np.where(years > 0, np.maximum(start, january), start)
+        for i, (day, _) in enumerate(self.country_changes):
+            since = (day - EPOCH_DAY).days
+            first = np.where((states >> np.uint64(i)) & np.uint64(1), np.maximum(first, since), first)
         return [EPOCH_DAY + dt.timedelta(days=int(d)) for d in first.tolist()]
+
+    def _country_states(self, batch: pl.DataFrame, days: np.ndarray) -> np.ndarray:
+        """Per line, the country changes (bit i: `country_changes[i]`) that name one of its countries
+        and are in force on its date."""
+        named = np.zeros(len(batch), dtype=np.int64)
+        if not self.country_changes:
+            return named.astype(np.uint64)
+        for column in COUNTRY_COLUMNS:
+            values = batch[column]
+            masks = {v: self._country_mask(column, v) for v in values.drop_nulls().unique().to_list()}
+            if any(masks.values()):
+                named |= values.replace_strict(masks, default=0, return_dtype=pl.Int64).fill_null(0).to_numpy()
+        in_force = np.zeros(len(batch), dtype=np.int64)
+        for i, (day, _) in enumerate(self.country_changes):
+            in_force |= (days >= (day - EPOCH_DAY).days).astype(np.int64) << i
+        return (named & in_force).astype(np.uint64)
+
+    def _country_mask(self, column: str, value: str) -> int:
+        """The country changes that name the country (or one of the countries) `value` stands for,
+        or the country the EAR treats it as."""
+        found = self.country_masks.get((column, value))
+        if found is None:
+            codes: set[str] = set()
+            for part in value.split(LIST_SEPARATOR) if column == "consignee_veu_destinations" else [value]:
+                try:
+                    code = lookup(part.strip()).iso2
+                except TierlineError:
+                    continue  # an unknown country: the line's plan is an error on any date
+                policy = treated_as_policies().get(code)
+                codes.update((code, policy.target) if policy else (code,))
+            found = sum(1 << i for i, (_, iso2) in enumerate(self.country_changes) if iso2 in codes)
+            self.country_masks[(column, value)] = found
+        return found
 
     def _add_plan(self, plan: Plan | TierlineError) -> None:
         self.plans.append(plan)
@@ -349,16 +410,19 @@ class Screener:
         vintages = batch["vintage"].fill_null(self.vintage)
         yearly = vintages.replace_strict(self._yearly(vintages), return_dtype=pl.Boolean).to_numpy()
         year = np.where(yearly, batch["date"].dt.year().to_numpy(), 0).astype(np.uint64)
-        with np.errstate(over="ignore"):  # mixing the epoch and year into the 128-bit profile hash
-            k1 = h1 ^ (epoch * np.uint64(0x9E3779B97F4A7C15) + year)
-            k2 = h2 ^ (year * np.uint64(0xC2B2AE3D27D4EB4F) + epoch)
+        states = self._country_states(batch, days)
+        with np.errstate(over="ignore"):  # mixing the epoch, year and country state into the 128-bit profile hash
+            k1 = h1 ^ (epoch * np.uint64(0x9E3779B97F4A7C15) + year + states * np.uint64(0xD6E8FEB86659FD93))
+            k2 = h2 ^ (year * np.uint64(0xC2B2AE3D27D4EB4F) + epoch + states * np.uint64(0xA0761D6478BD642F))
         first, inverse = _kinds(k1, k2)
         pairs = list(zip(k1[first].tolist(), k2[first].tolist(), strict=True))
         new = [j for j, pair in enumerate(pairs) if pair not in self.plan_ids]
         tasks: list[Task] = []
         if new:
             index = first[new]
-            starts = self._epoch_starts(days[index], epoch[index].astype(np.int64), year[index].astype(np.int64))
+            starts = self._epoch_starts(
+                days[index], epoch[index].astype(np.int64), year[index].astype(np.int64), states[index]
+            )
             for row, start in zip((rows or BatchRows(batch)).get(index.tolist()), starts, strict=True):
                 row["date"] = start  # one date per epoch: the rules' caches hit
                 tasks.append((row, self.vintage, self.snapshot.g2g, self.reform))

@@ -69,6 +69,17 @@ REQUIRED = tuple(c.name for c in COLUMNS if c.required)
 # columns a line's answer does not depend on except through the accounts it names or its amounts
 PER_LINE = ("line_id", "date", "quantity", "consignee_id", "consignee_name", "lpp_operating_entity", "end_user_name")
 PROFILE = tuple(c.name for c in COLUMNS if c.name not in PER_LINE)
+# columns naming countries whose Country Groups the rules read (policy/epochs.py)
+COUNTRY_COLUMNS = (
+    "destination",
+    "consignee_headquarters",
+    "consignee_parent_headquarters",
+    "consignee_veu_destinations",
+    "end_user_country",
+    "end_user_headquarters",
+    "end_user_parent_headquarters",
+    "export_from",
+)
 
 DECISION_SCHEMA: dict[str, Any] = {
     "line": pl.Int64,
