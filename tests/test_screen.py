@@ -767,3 +767,39 @@ def test_a_country_group_change_splits_only_the_lines_naming_its_country(tmp_pat
         ("CN", "2026-03-31", 3),
         ("CN", "2026-04-01", 2),
     ]
+
+
+def test_a_country_list_parameter_splits_only_the_lines_naming_a_country_it_adds(tmp_path: Path) -> None:
+    from tierline.groups import country_groups
+    from tierline.policy.epochs import change_dates, country_changes
+    from tierline.screen.engine import Screener, Snapshot, screen_scalar
+    from tierline.screen.plans import build
+    from tierline.screen.read import batches, parse
+
+    # policy data: b_level.named_destinations is [AE] from 2026-07-10 (91 FR 43034, when the UAE moved
+    # into A:5); china_2026.destinations is [CN, MO] from 2026-01-15
+    changes = country_changes(country_groups().changes, VINTAGE)
+    assert {(dt.date(2026, 7, 10), "AE"), (dt.date(2026, 1, 15), "CN"), (dt.date(2026, 1, 15), "MO")} <= set(changes)
+    assert dt.date(2026, 7, 10) not in change_dates((), VINTAGE)  # not a new epoch for every line
+    assert dt.date(2026, 1, 15) in change_dates((), VINTAGE)  # the China ceilings start that day for all
+    rows = [
+        {
+            "date": day,
+            "chip": H100,
+            "quantity": 10,
+            "destination": code,
+            "consignee_id": f"{code}-1",
+            "end_use": "data_center",
+        }
+        for code in ("BR", "AE")
+        for day in ("2026-07-09", "2026-07-10")
+    ]
+    batch, bad = parse(next(batches(write_book(tmp_path / "book.csv", rows), 100)))
+    assert len(bad) == 0
+    screener = Screener(Snapshot(as_of=dt.date(2026, 7, 9)), VINTAGE)
+    planning = screener.new_plans(batch)
+    assert len(planning.tasks) == 3  # Brazil: one plan; the UAE: one per side of 2026-07-10
+    pid, none = screener.planned(batch, planning, build(planning.tasks))
+    assert none == []
+    expected, _ = screen_scalar(batch, InMemoryAllowances(), VINTAGE)
+    assert screener.screen(batch, pid).to_dicts() == expected

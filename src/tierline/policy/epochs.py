@@ -8,7 +8,10 @@ the country it leaves from; each also as the country the EAR treats it as). So s
 an epoch only for the lines that name its country (`country_changes`). The exception is a group a
 rule reads as a whole (`WHOLE_GROUPS`): the UVEU shares weigh the installed base in every Tier 1
 country, so a change to supp. no. 5(a) starts an epoch for every line. A rule that reads another
-group as a whole must add it there."""
+group as a whole must add it there. Likewise a parameter that is a list of countries (unit
+``country_list``: the destinations named in the b-level licence requirement, those of the 2026
+China rule) is tested against a line's destination only: a new value is a change for the countries
+it adds or removes."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from tierline.policy.vintages import POLICY_DIR_ENV, load_vintages
 
 DAY = dt.timedelta(days=1)
 WHOLE_GROUPS = frozenset({"SUPP5A"})  # groups a rule reads as a whole (the UVEU shares: every Tier 1 country)
+COUNTRY_UNITS = frozenset({"country_list"})  # parameters a rule tests a line's destination against
 
 
 def dates_in(value: Any) -> Iterator[dt.date]:
@@ -45,6 +49,8 @@ def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[tuple
     for param in load_parameters(policy_dir):
         if vintage is not None and not param.applies_to(vintage):
             continue  # a rule of `vintage` cannot read it (Context.parameter refuses)
+        if param.unit in COUNTRY_UNITS:
+            continue  # a change for the countries it adds or removes (`country_changes`)
         for start, value in param.values:
             yield start, False
             yield from ((day, True) for day in dates_in(value))
@@ -65,9 +71,26 @@ def _bundled_boundaries(policy_dir: str | None, vintage: str | None) -> tuple[dt
     return tuple(sorted(out))
 
 
-def country_changes(changes: Iterable[GroupChange]) -> tuple[tuple[dt.date, str], ...]:
-    """The (date, country) of each change of a group not read as a whole, sorted and distinct."""
-    return tuple(sorted({(c.effective, c.iso2) for c in changes if c.group not in WHOLE_GROUPS}))
+def country_changes(changes: Iterable[GroupChange], vintage: str | None = None) -> tuple[tuple[dt.date, str], ...]:
+    """The (date, country) of each change of a group not read as a whole, and of each country added
+    to or removed from a list-of-countries parameter `vintage` can read; sorted and distinct."""
+    out = {(c.effective, c.iso2) for c in changes if c.group not in WHOLE_GROUPS}
+    out.update(_list_changes(os.environ.get(POLICY_DIR_ENV) or None, vintage))
+    return tuple(sorted(out))
+
+
+@functools.lru_cache(maxsize=16)
+def _list_changes(policy_dir: str | None, vintage: str | None) -> frozenset[tuple[dt.date, str]]:
+    out: set[tuple[dt.date, str]] = set()
+    for param in load_parameters(policy_dir):
+        if param.unit not in COUNTRY_UNITS or (vintage is not None and not param.applies_to(vintage)):
+            continue
+        before: set[str] = set()
+        for start, value in param.values:
+            now = set(value or ())
+            out.update((start, code) for code in before ^ now)
+            before = now
+    return frozenset(out)
 
 
 def boundaries(dates: Iterable[dt.date]) -> tuple[dt.date, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -95,11 +96,13 @@ def _days(dates: pl.Series) -> np.ndarray:
 
 
 class BatchRows:
-    """Lines of a batch as dicts, converted once for all the screeners that plan them."""
+    """Lines of a batch as dicts, converted once for all the screeners that plan them, and the
+    lines' country states (`Screener._country_states`) per list of country changes."""
 
     def __init__(self, batch: pl.DataFrame) -> None:
         self.batch = batch
         self.rows: dict[int, dict[str, Any]] = {}
+        self.states: dict[tuple[tuple[dt.date, str], ...], np.ndarray] = {}
 
     def get(self, index: list[int]) -> list[dict[str, Any]]:
         """Fresh copies of the lines at `index` (callers may change them)."""
@@ -143,7 +146,7 @@ class Screener:
         self.draws: dict[tuple[str, dt.date], Fraction] = {}  # with collect_draws: per account and date
         self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
         # Country Group changes start an epoch only for the lines that name the country (epochs.py)
-        changes = country_changes([*country_groups().changes, *(reform.groups if reform else ())])
+        changes = country_changes([*country_groups().changes, *(reform.groups if reform else ())], vintage)
         whole = [g.effective for g in (reform.groups if reform else ()) if g.group in WHOLE_GROUPS]
         self.country_changes = changes[:MAX_COUNTRY_CHANGES]
         self.country_masks: dict[tuple[str, str], int] = {}  # (column, value) -> changes it names
@@ -206,14 +209,21 @@ class Screener:
     def _country_states(self, batch: pl.DataFrame, days: np.ndarray) -> np.ndarray:
         """Per line, the country changes (bit i: `country_changes[i]`) that name one of its countries
         and are in force on its date."""
-        named = np.zeros(len(batch), dtype=np.int64)
         if not self.country_changes:
-            return named.astype(np.uint64)
-        for column in COUNTRY_COLUMNS:
-            values = batch[column]
-            masks = {v: self._country_mask(column, v) for v in values.drop_nulls().unique().to_list()}
-            if any(masks.values()):
-                named |= values.replace_strict(masks, default=0, return_dtype=pl.Int64).fill_null(0).to_numpy()
+            return np.zeros(len(batch), dtype=np.uint64)
+        distinct = batch.select(pl.col(c).drop_nulls().unique().implode() for c in COUNTRY_COLUMNS).row(0)
+        masks = {
+            c: {v: self._country_mask(c, v) for v in values}
+            for c, values in zip(COUNTRY_COLUMNS, distinct, strict=True)
+        }
+        named_by = [
+            pl.col(c).replace_strict(m, default=0, return_dtype=pl.Int64).fill_null(0)
+            for c, m in masks.items()
+            if any(m.values())
+        ]
+        if not named_by:
+            return np.zeros(len(batch), dtype=np.uint64)
+        named = batch.select(pl.reduce(operator.or_, named_by)).to_series().to_numpy()
         in_force = np.zeros(len(batch), dtype=np.int64)
         for i, (day, _) in enumerate(self.country_changes):
             in_force |= (days >= (day - EPOCH_DAY).days).astype(np.int64) << i
@@ -410,7 +420,10 @@ class Screener:
         vintages = batch["vintage"].fill_null(self.vintage)
         yearly = vintages.replace_strict(self._yearly(vintages), return_dtype=pl.Boolean).to_numpy()
         year = np.where(yearly, batch["date"].dt.year().to_numpy(), 0).astype(np.uint64)
-        states = self._country_states(batch, days)
+        rows = rows or BatchRows(batch)
+        states = rows.states.get(self.country_changes)
+        if states is None:
+            states = rows.states[self.country_changes] = self._country_states(batch, days)
         with np.errstate(over="ignore"):  # mixing the epoch, year and country state into the 128-bit profile hash
             k1 = h1 ^ (epoch * np.uint64(0x9E3779B97F4A7C15) + year + states * np.uint64(0xD6E8FEB86659FD93))
             k2 = h2 ^ (year * np.uint64(0xC2B2AE3D27D4EB4F) + epoch + states * np.uint64(0xA0761D6478BD642F))
@@ -423,7 +436,7 @@ class Screener:
             starts = self._epoch_starts(
                 days[index], epoch[index].astype(np.int64), year[index].astype(np.int64), states[index]
             )
-            for row, start in zip((rows or BatchRows(batch)).get(index.tolist()), starts, strict=True):
+            for row, start in zip(rows.get(index.tolist()), starts, strict=True):
                 row["date"] = start  # one date per epoch: the rules' caches hit
                 tasks.append((row, self.vintage, self.snapshot.g2g, self.reform))
             for j in new:
