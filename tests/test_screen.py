@@ -721,19 +721,15 @@ def test_plan_workers_exit_when_the_screening_process_is_killed(tmp_path: Path) 
 
 
 # ---- policy epochs: a Country Group change starts one only for the lines naming its country ----------
-def test_a_country_group_change_splits_only_the_lines_naming_its_country(tmp_path: Path) -> None:
-    from tierline.reforms import parse_reform
+def twin_lines(
+    tmp_path: Path, codes: tuple[str, ...], days: tuple[str, str], reform: Any = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """Ten H100s to each of `codes` on each of `days`, identical otherwise: the plans the vectorized
+    engine builds for them, and its decisions (checked equal to the scalar engine's)."""
     from tierline.screen.engine import Screener, Snapshot, screen_scalar
     from tierline.screen.plans import build
     from tierline.screen.read import batches, parse
 
-    # a scenario takes China out of Country Group D:5 on 2026-04-01; Hong Kong is treated as China
-    reform = parse_reform(
-        {
-            "name": "china-out-of-d5",
-            "countries": [{"country": "CN", "group": "D:5", "change": "removed", "from": "2026-04-01"}],
-        }
-    )
     rows = [
         {
             "date": day,
@@ -743,21 +739,35 @@ def test_a_country_group_change_splits_only_the_lines_naming_its_country(tmp_pat
             "consignee_id": f"{code}-1",
             "end_use": "data_center",
         }
-        for code in ("BR", "CN", "HK")
-        for day in ("2026-03-31", "2026-04-01")
+        for code in codes
+        for day in days
     ]
     batch, bad = parse(next(batches(write_book(tmp_path / "book.csv", rows), 100)))
     assert len(bad) == 0
-    screener = Screener(Snapshot(as_of=dt.date(2026, 3, 31)), VINTAGE, reform=reform)
+    screener = Screener(Snapshot(as_of=dt.date.fromisoformat(days[0])), VINTAGE, reform=reform)
     planning = screener.new_plans(batch)
-    # one plan for the Brazilian lines (nothing they read changes), one per side of the date for
-    # China and for Hong Kong
-    assert len(planning.tasks) == 5
     pid, none = screener.planned(batch, planning, build(planning.tasks))
     assert none == []
     got = screener.screen(batch, pid).to_dicts()
     expected, _ = screen_scalar(batch, InMemoryAllowances(), VINTAGE, reform)
     assert got == expected
+    return len(planning.tasks), got
+
+
+def test_a_country_group_change_splits_only_the_lines_naming_its_country(tmp_path: Path) -> None:
+    from tierline.reforms import parse_reform
+
+    # a scenario takes China out of Country Group D:5 on 2026-04-01; Hong Kong is treated as China
+    reform = parse_reform(
+        {
+            "name": "china-out-of-d5",
+            "countries": [{"country": "CN", "group": "D:5", "change": "removed", "from": "2026-04-01"}],
+        }
+    )
+    plans, got = twin_lines(tmp_path, ("BR", "CN", "HK"), ("2026-03-31", "2026-04-01"), reform)
+    # one plan for the Brazilian lines (nothing they read changes), one per side of the date for
+    # China and for Hong Kong
+    assert plans == 5
     # Tier 3 is D:5 and Macau (90 FR 4544): China and Hong Kong leave it with the scenario, Brazil is Tier 2
     assert [(r["destination"], r["date"].isoformat(), r["tier"]) for r in got] == [
         ("BR", "2026-03-31", 2),
@@ -772,9 +782,6 @@ def test_a_country_group_change_splits_only_the_lines_naming_its_country(tmp_pat
 def test_a_country_list_parameter_splits_only_the_lines_naming_a_country_it_adds(tmp_path: Path) -> None:
     from tierline.groups import country_groups
     from tierline.policy.epochs import change_dates, country_changes
-    from tierline.screen.engine import Screener, Snapshot, screen_scalar
-    from tierline.screen.plans import build
-    from tierline.screen.read import batches, parse
 
     # policy data: b_level.named_destinations is [AE] from 2026-07-10 (91 FR 43034, when the UAE moved
     # into A:5); china_2026.destinations is [CN, MO] from 2026-01-15
@@ -782,24 +789,5 @@ def test_a_country_list_parameter_splits_only_the_lines_naming_a_country_it_adds
     assert {(dt.date(2026, 7, 10), "AE"), (dt.date(2026, 1, 15), "CN"), (dt.date(2026, 1, 15), "MO")} <= set(changes)
     assert dt.date(2026, 7, 10) not in change_dates((), VINTAGE)  # not a new epoch for every line
     assert dt.date(2026, 1, 15) in change_dates((), VINTAGE)  # the China ceilings start that day for all
-    rows = [
-        {
-            "date": day,
-            "chip": H100,
-            "quantity": 10,
-            "destination": code,
-            "consignee_id": f"{code}-1",
-            "end_use": "data_center",
-        }
-        for code in ("BR", "AE")
-        for day in ("2026-07-09", "2026-07-10")
-    ]
-    batch, bad = parse(next(batches(write_book(tmp_path / "book.csv", rows), 100)))
-    assert len(bad) == 0
-    screener = Screener(Snapshot(as_of=dt.date(2026, 7, 9)), VINTAGE)
-    planning = screener.new_plans(batch)
-    assert len(planning.tasks) == 3  # Brazil: one plan; the UAE: one per side of 2026-07-10
-    pid, none = screener.planned(batch, planning, build(planning.tasks))
-    assert none == []
-    expected, _ = screen_scalar(batch, InMemoryAllowances(), VINTAGE)
-    assert screener.screen(batch, pid).to_dicts() == expected
+    plans, _ = twin_lines(tmp_path, ("BR", "AE"), ("2026-07-09", "2026-07-10"))
+    assert plans == 3  # Brazil: one plan; the UAE: one per side of 2026-07-10
