@@ -791,3 +791,20 @@ def test_a_country_list_parameter_splits_only_the_lines_naming_a_country_it_adds
     assert dt.date(2026, 1, 15) in change_dates((), VINTAGE)  # the China ceilings start that day for all
     plans, _ = twin_lines(tmp_path, ("BR", "AE"), ("2026-07-09", "2026-07-10"))
     assert plans == 3  # Brazil: one plan; the UAE: one per side of 2026-07-10
+
+
+def test_lines_naming_their_own_vintage_get_its_policy_dates(tmp_path: Path) -> None:
+    # screened under ear-2023, lines that name ai-diffusion follow its 15 January 2026 China rule:
+    # H200 (TPP 15,831.2 < 21,000; DRAM 4,800 < 6,500 GB/s) to China is reviewed case by case from
+    # that day, with a presumption of denial the day before (China is in D:5)
+    rows = [
+        {"date": day, "chip": "H200", "quantity": 10, "destination": "CN", "consignee_id": "cn-1", "vintage": VINTAGE}
+        for day in ("2026-01-14", "2026-01-15")
+    ]
+    out = tmp_path / "decisions.csv"
+    screen_file(write_book(tmp_path / "book.csv", rows), out, vintage="ear-2023", state=InMemoryAllowances())
+    got = pl.read_csv(out).select("date", "vintage", "authorization", "review_policy").rows()
+    assert got == [
+        ("2026-01-14", VINTAGE, "LICENSE", DENIAL),
+        ("2026-01-15", VINTAGE, "LICENSE", "case_by_case"),
+    ]

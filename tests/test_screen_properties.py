@@ -100,7 +100,7 @@ def order_line(draw: st.DrawFn) -> dict[str, Any]:
         "ics_per_unit": draw(st.sampled_from([None, "1", "8"])),
         "kind": None,
         "export_from": draw(st.sampled_from([None, None, "US", "SG"])),
-        "vintage": draw(st.sampled_from([None, None, "ear-2023", "enforcement-posture"])),
+        "vintage": draw(st.sampled_from([None, None, "ear-2023", "enforcement-posture", "ai-diffusion"])),
     }
     if draw(st.booleans()) and draw(st.booleans()):
         line["end_user_country"] = destination
@@ -160,7 +160,9 @@ def _write(lines: list[dict[str, Any]], path: Path, fmt: str) -> None:
         frame.write_ndjson(path)
 
 
-def _scalar(path: Path, snapshot: Snapshot, reform: Reform | None) -> tuple[pl.DataFrame, set[tuple[int, str]]]:
+def _scalar(
+    path: Path, snapshot: Snapshot, reform: Reform | None, vintage: str
+) -> tuple[pl.DataFrame, set[tuple[int, str]]]:
     state = snapshot.state()
     rows: list[dict[str, Any]] = []
     bad: set[tuple[int, str]] = set()
@@ -168,7 +170,7 @@ def _scalar(path: Path, snapshot: Snapshot, reform: Reform | None) -> tuple[pl.D
         typed, wrong = parse(batch)
         bad |= {(r["line"], r["column"]) for r in wrong.iter_rows(named=True)}
         ok = typed.filter(~pl.col("line").is_in(wrong["line"].implode()))
-        found, failed = screen_scalar(ok, state, "ai-diffusion", reform)
+        found, failed = screen_scalar(ok, state, vintage, reform)
         rows += found
         bad |= {(b.line, b.column) for b in failed}
     return pl.DataFrame(rows, schema=DECISION_SCHEMA), bad
@@ -181,22 +183,24 @@ def _scalar(path: Path, snapshot: Snapshot, reform: Reform | None) -> tuple[pl.D
     fmt=st.sampled_from(["csv", "parquet", "jsonl"]),
     chunk=st.sampled_from([3, 7, 1000]),
     scenario=st.sampled_from([None, None, "poland-tier1", "lpp-10m", "double-tier2", "gulf-d5"]),
+    vintage=st.sampled_from(["ai-diffusion", "ai-diffusion", "ear-2023", "enforcement-posture"]),
 )
 def test_vectorized_equals_scalar(
-    lines: list[dict[str, Any]], snapshot: Snapshot, fmt: str, chunk: int, scenario: str | None
+    lines: list[dict[str, Any]], snapshot: Snapshot, fmt: str, chunk: int, scenario: str | None, vintage: str
 ) -> None:
     """Also under a scenario: the reform reaches the vectorized engine's plans and epochs exactly as
-    it reaches the scalar engine (poland-tier1 and lpp-10m change facts mid-book)."""
+    it reaches the scalar engine (poland-tier1 and lpp-10m change facts mid-book). The lines name
+    vintages of their own now and then, other than the screening's."""
     reform = GULF_D5 if scenario == "gulf-d5" else get_reform(scenario) if scenario else None
     with tempfile.TemporaryDirectory() as tmp:
         orders, out = Path(tmp) / f"orders.{fmt}", Path(tmp) / "decisions.parquet"
         _write(lines, orders, fmt)
-        expected, expected_bad = _scalar(orders, snapshot, reform)
+        expected, expected_bad = _scalar(orders, snapshot, reform, vintage)
         result = screen_file(
             orders,
             out,
             state=snapshot.state(),
-            vintage="ai-diffusion",
+            vintage=vintage,
             reform=reform,
             skip_invalid=True,
             chunk_size=chunk,

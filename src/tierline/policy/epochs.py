@@ -73,7 +73,8 @@ def _bundled_boundaries(policy_dir: str | None, vintage: str | None) -> tuple[dt
 
 def country_changes(changes: Iterable[GroupChange], vintage: str | None = None) -> tuple[tuple[dt.date, str], ...]:
     """The (date, country) of each change of a group not read as a whole, and of each country added
-    to or removed from a list-of-countries parameter `vintage` can read; sorted and distinct."""
+    to or removed from a list-of-countries parameter (one `vintage` can read; by default any);
+    sorted and distinct."""
     out = {(c.effective, c.iso2) for c in changes if c.group not in WHOLE_GROUPS}
     out.update(_list_changes(os.environ.get(POLICY_DIR_ENV) or None, vintage))
     return tuple(sorted(out))

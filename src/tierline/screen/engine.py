@@ -146,7 +146,7 @@ class Screener:
         self.draws: dict[tuple[str, dt.date], Fraction] = {}  # with collect_draws: per account and date
         self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
         # Country Group changes start an epoch only for the lines that name the country (epochs.py)
-        changes = country_changes([*country_groups().changes, *(reform.groups if reform else ())], vintage)
+        changes = country_changes([*country_groups().changes, *(reform.groups if reform else ())])
         whole = [g.effective for g in (reform.groups if reform else ()) if g.group in WHOLE_GROUPS]
         self.country_changes = changes[:MAX_COUNTRY_CHANGES]
         self.country_masks: dict[tuple[str, str], int] = {}  # (column, value) -> changes it names
@@ -156,8 +156,8 @@ class Screener:
             *whole,
             *(d for d, _ in changes[MAX_COUNTRY_CHANGES:]),
         ]
-        bounds = change_dates(extra, vintage)
-        self.bounds = np.array([(d - EPOCH_DAY).days for d in bounds], dtype=np.int64)
+        self.extra_dates = extra
+        self.bounds: dict[str, np.ndarray] = {}  # per vintage a line names: its epochs' boundaries
         self.scale = 1
         self.plan_ids: dict[tuple[int, int], int] = {}
         self.plans: list[Plan | TierlineError] = []
@@ -192,13 +192,35 @@ class Screener:
         known = load_vintages()
         return {v: v not in known or known[v].has("lpp") for v in vintages.unique().to_list()}
 
-    def _epoch_starts(
-        self, days: np.ndarray, epochs: np.ndarray, years: np.ndarray, states: np.ndarray
-    ) -> list[dt.date]:
-        """The first day of each day's policy epoch, within its calendar year where the year is part
-        of the plan (`years` 0 where it is not) and on or after the country changes in its state:
-        the plans' dates."""
-        start = np.where(epochs > 0, self.bounds[np.maximum(epochs - 1, 0)], days)
+    def _bounds(self, vintage: str) -> np.ndarray:
+        """The epoch boundaries for lines under `vintage` (only the parameters it can read count; an
+        unknown name, which the lines' plans refuse, gets the screening's)."""
+        found = self.bounds.get(vintage)
+        if found is None:
+            name = vintage if vintage in load_vintages() else self.vintage
+            dates = change_dates(self.extra_dates, name)
+            found = self.bounds[vintage] = np.array([(d - EPOCH_DAY).days for d in dates], dtype=np.int64)
+        return found
+
+    def _epochs(self, days: np.ndarray, vintages: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """Each line's policy epoch under its own vintage (an index into that vintage's boundaries;
+        lines of different vintages never share a plan) and the epoch's first day (the line's day
+        before the first boundary)."""
+        names = vintages.unique().to_list()
+        epoch = np.empty(len(days), dtype=np.int64)
+        first = np.empty(len(days), dtype=np.int64)
+        for name in names:
+            mask = (vintages == name).to_numpy() if len(names) > 1 else np.ones(len(days), dtype=np.bool_)
+            bounds = self._bounds(name)
+            e = np.searchsorted(bounds, days[mask], side="right")
+            epoch[mask] = e
+            first[mask] = np.where(e > 0, bounds[np.maximum(e - 1, 0)], days[mask])
+        return epoch, first
+
+    def _epoch_starts(self, start: np.ndarray, years: np.ndarray, states: np.ndarray) -> list[dt.date]:
+        """The plans' dates: the first day of each line's policy epoch (`start`), within its calendar
+        year where the year is part of the plan (`years` 0 where it is not) and on or after the
+        country changes in its state."""
         january = (np.maximum(years, 1970) - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype(np.int64)
         first = np.where(years > 0, np.maximum(start, january), start)
         for i, (day, _) in enumerate(self.country_changes):
@@ -414,10 +436,11 @@ class Screener:
         for the plannings in the order they were made."""
         h1, h2 = hashes if hashes is not None else profile_hashes(batch)
         days = _days(batch["date"])
-        epoch = np.searchsorted(self.bounds, days, side="right").astype(np.uint64)
+        vintages = batch["vintage"].fill_null(self.vintage)
+        epochs, epoch_first = self._epochs(days, vintages)
+        epoch = epochs.astype(np.uint64)
         # LPP accounts are per calendar year: under a vintage with LPP a kind of line is planned per
         # year; under others only the policy epochs matter
-        vintages = batch["vintage"].fill_null(self.vintage)
         yearly = vintages.replace_strict(self._yearly(vintages), return_dtype=pl.Boolean).to_numpy()
         year = np.where(yearly, batch["date"].dt.year().to_numpy(), 0).astype(np.uint64)
         rows = rows or BatchRows(batch)
@@ -433,9 +456,7 @@ class Screener:
         tasks: list[Task] = []
         if new:
             index = first[new]
-            starts = self._epoch_starts(
-                days[index], epoch[index].astype(np.int64), year[index].astype(np.int64), states[index]
-            )
+            starts = self._epoch_starts(epoch_first[index], year[index].astype(np.int64), states[index])
             for row, start in zip(rows.get(index.tolist()), starts, strict=True):
                 row["date"] = start  # one date per epoch: the rules' caches hit
                 tasks.append((row, self.vintage, self.snapshot.g2g, self.reform))
