@@ -146,3 +146,14 @@ def write_book(path: Path, rows: list[dict[str, Any]]) -> Path:
         for r in rows:
             writer.writerow({k: "" if r.get(k) is None else r[k] for k in names})
     return path
+
+
+# 2,000 H100 SXM5 (15,831.2 TPP each: 31,662,400 TPP, over LPP's 26,900,000) to a Kenyan data centre on
+# 2025-06-01: a licence that draws Kenya's Tier 2 allocation when recorded
+KENYA_H100 = {
+    "date": "2025-06-01",
+    "destination": "KE",
+    "items": [{"chip": "H100 SXM5", "quantity": 2000}],
+    "ultimate_consignee": {"id": "acme-ke", "name": "Acme Kenya", "country": "KE", "headquarters": "KE"},
+    "end_use": "data_center",
+}

@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from helpers import KENYA_H100
 from tierline.api import keys as api_keys
 from tierline.ledger import Ledger
 
@@ -235,13 +236,7 @@ def test_viewers_compare_transactions_but_not_books(client: TestClient, app: Any
 def test_pathways_page_counts_recorded_usage(client: TestClient, app: Any) -> None:
     csrf = sign_in(client, app, "officer")
     # 2,000 H100 SXM5 to Kenya dated 2025-06-01: 31,662,400 TPP, over LPP: a licence drawing the allocation
-    tx = {
-        "date": "2025-06-01",
-        "destination": "KE",
-        "items": [{"chip": "H100 SXM5", "quantity": 2000}],
-        "ultimate_consignee": {"id": "acme-ke", "name": "Acme Kenya", "country": "KE", "headquarters": "KE"},
-        "end_use": "data_center",
-    }
+    tx = dict(KENYA_H100)
     applied = client.post(
         "/v1/determinations/apply", json=tx, headers={"Idempotency-Key": "ke-1", "X-CSRF-Token": csrf}
     )

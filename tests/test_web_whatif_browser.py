@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from helpers import KENYA_H100
 from web_server import DESKTOP, PHONE, Tab, WebServer, require_browser, start_server
 
 
@@ -45,13 +46,7 @@ def test_pathway_form_shows_the_remaining_h100s_of_a_tier2_country(
 ) -> None:
     # 2,000 H100 SXM5 to Kenya dated 2025-06-01: 31,662,400 TPP, over LPP's 26,900,000: a licence that
     # draws Kenya's allocation, recorded through the API
-    tx = {
-        "date": "2025-06-01",
-        "destination": "KE",
-        "items": [{"chip": "H100 SXM5", "quantity": 2000}],
-        "ultimate_consignee": {"id": "acme-ke", "name": "Acme Kenya", "country": "KE", "headquarters": "KE"},
-        "end_use": "data_center",
-    }
+    tx = dict(KENYA_H100)
     with server.api("officer") as officer:
         applied = officer.post("/v1/determinations/apply", json=tx, headers={"Idempotency-Key": "browser-ke-1"})
     assert applied.status_code == 200 and applied.json()["authorization"] == "LICENSE", applied.text
