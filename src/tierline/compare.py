@@ -27,7 +27,7 @@ from tierline.errors import TierlineError
 from tierline.policy.vintages import get_vintage
 from tierline.reforms import Reform, get_reform
 from tierline.reports.model import Chart, Citation, Report, Section, Stamp, Table
-from tierline.screen.engine import BadRow, Screener, Snapshot
+from tierline.screen.engine import Screener, Snapshot
 from tierline.screen.run import CHUNK, FileWriter, Progress, Result, screen_batches, starting_snapshot, write_rejects
 from tierline.trace import TraceStep
 
@@ -375,8 +375,7 @@ def compare_book(
         columns=COMPARED,
     )
     comparison = BookComparison(sides, result, snapshot.as_of, window.start, window.outside)
-    report, comparison.rejects = write_rejects(rejects, out, orders)
-    result.bad = [BadRow(**r) for r in report.head(1000).iter_rows(named=True)]
+    comparison.rejects = write_rejects(rejects, out, orders, result)
     if result.bad_count and not skip_invalid:
         if writer is not None:
             writer.discard()
@@ -413,14 +412,15 @@ CHANGE_MEANING = (
 )
 
 
-def _outcome_label(authorization: str | None, review_policy: str | None) -> str:
+def outcome_label(authorization: str | None, review_policy: str | None) -> str:
     """``LPP``, ``LICENSE (approval)``: an authorization and, for a licence, its review policy."""
     if authorization is None:
         return "—"
     return f"{authorization} ({REVIEW_SHORT.get(review_policy, review_policy)})" if review_policy else authorization
 
 
-def _outcome_key(label: str) -> tuple[int, str]:
+def outcome_key(label: str) -> tuple[int, str]:
+    """Sorts outcome labels in the order of `OUTCOME_ORDER` (unknown ones last)."""
     authorization, _, _ = label.partition(" (")
     rank = OUTCOME_ORDER.index(authorization) if authorization in OUTCOME_ORDER else len(OUTCOME_ORDER)
     return rank, label
@@ -529,10 +529,10 @@ def comparison_chart_svg(
 
     counts: dict[str, dict[str, int]] = {}
     for row in per_side:
-        label = _outcome_label(row["authorization"], row["review_policy"])
+        label = outcome_label(row["authorization"], row["review_policy"])
         by_side = counts.setdefault(label, {})
         by_side[row["side"]] = by_side.get(row["side"], 0) + int(row["lines"])
-    outcomes = sorted(counts, key=_outcome_key)
+    outcomes = sorted(counts, key=outcome_key)
     bar, gap, left, right, plot_h = 26, 40, 64, 24, 220
     width = max(600, left + max(len(outcomes), 1) * (len(sides) * bar + gap) + right)
     group_w = (width - left - right) / max(len(outcomes), 1)
@@ -663,8 +663,8 @@ def comparison_report(comparison: BookComparison | dict[str, Any], rows: int = R
         top = max(moves, key=lambda r: r["lines"])
         summary.append(
             f"Under {side}: {per_change[side]:,} line(s) change against {baseline}; most often "
-            f"{_outcome_label(top['from_authorization'], top['from_review_policy'])} → "
-            f"{_outcome_label(top['to_authorization'], top['to_review_policy'])} ({top['lines']:,} line(s))."
+            f"{outcome_label(top['from_authorization'], top['from_review_policy'])} → "
+            f"{outcome_label(top['to_authorization'], top['to_review_policy'])} ({top['lines']:,} line(s))."
         )
     licences = {s: 0 for s in sides}
     for r in p["per_side"]:
@@ -687,8 +687,8 @@ def comparison_report(comparison: BookComparison | dict[str, Any], rows: int = R
         tuple(
             (
                 r["side"],
-                _outcome_label(r["from_authorization"], r["from_review_policy"]),
-                _outcome_label(r["to_authorization"], r["to_review_policy"]),
+                outcome_label(r["from_authorization"], r["from_review_policy"]),
+                outcome_label(r["to_authorization"], r["to_review_policy"]),
                 int(r["lines"]),
             )
             for r in p["transitions"]
@@ -729,7 +729,7 @@ def comparison_report(comparison: BookComparison | dict[str, Any], rows: int = R
     )
     outcome_counts: dict[str, dict[str, int]] = {}
     for r in p["per_side"]:
-        label = _outcome_label(r["authorization"], r["review_policy"])
+        label = outcome_label(r["authorization"], r["review_policy"])
         outcome_counts.setdefault(label, {})
         outcome_counts[label][r["side"]] = outcome_counts[label].get(r["side"], 0) + int(r["lines"])
     by_outcome = Table(
@@ -737,7 +737,7 @@ def comparison_report(comparison: BookComparison | dict[str, Any], rows: int = R
         ("outcome", *sides),
         tuple(
             (label, *(outcome_counts[label].get(s, 0) for s in sides))
-            for label in sorted(outcome_counts, key=_outcome_key)
+            for label in sorted(outcome_counts, key=outcome_key)
         ),
         (False, *(True for _ in sides)),
     )
@@ -750,8 +750,8 @@ def comparison_report(comparison: BookComparison | dict[str, Any], rows: int = R
         cells: list[Any] = [r["line"], *([r["line_id"]] if ids else []), r["date"], r["destination"], r["chip"]]
         cells += [r["quantity"], r["side"]]
         cells += [
-            _outcome_label(r["from_authorization"], r["from_review_policy"]),
-            _outcome_label(r["to_authorization"], r["to_review_policy"]),
+            outcome_label(r["from_authorization"], r["from_review_policy"]),
+            outcome_label(r["to_authorization"], r["to_review_policy"]),
             f"{r['from_rule']} ({r['from_citation']})",
             f"{r['to_rule']} ({r['to_citation']})",
         ]

@@ -13,9 +13,13 @@ import datetime as dt
 import functools
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tierline.countries import DATA, Country, all_countries, lookup, treated_as_policies
 from tierline.errors import PolicyDataError
+
+if TYPE_CHECKING:
+    from tierline.reforms import Reform
 
 BASE_DATE = dt.date(2025, 1, 15)
 GROUPS = ("A:1", "A:5", "A:6", "B", "D:1", "D:2", "D:3", "D:4", "D:5", "E:1", "E:2")
@@ -76,9 +80,12 @@ class CountryGroups:
                 (current.discard if change.added else current.add)(change.iso2)
         return frozenset(current)
 
-    def groups_of(self, iso2: str, on: dt.date) -> list[str]:
-        """The Country Groups (not pseudo-groups) `iso2` itself is listed in on `on`."""
-        return [g for g in GROUPS if iso2 in self.members(g, on)]
+    def groups_of(self, iso2: str, on: dt.date, reform: Reform | None = None) -> list[str]:
+        """The Country Groups (not pseudo-groups) `iso2` itself is listed in on `on`, with a
+        scenario's changes when given."""
+        if reform is None:
+            return [g for g in GROUPS if iso2 in self.members(g, on)]
+        return [g for g in GROUPS if iso2 in reform.members(g, self.members(g, on), on)]
 
     def history(self, iso2: str) -> list[GroupChange]:
         return [c for c in self.changes if c.iso2 == iso2]
@@ -130,6 +137,13 @@ class Destination:
     ear: Country
     treated_as_note: str | None
     treated_as_reference: dict[str, str] | None
+
+
+def ear_codes(query: str | Country) -> frozenset[str]:
+    """The country and the one the EAR may treat it as on some date (Hong Kong: HK and CN)."""
+    country = query if isinstance(query, Country) else lookup(query)
+    policy = treated_as_policies().get(country.iso2)
+    return frozenset((country.iso2, policy.target) if policy else (country.iso2,))
 
 
 def ear_destination(query: str | Country, on: dt.date) -> Destination:

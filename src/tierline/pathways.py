@@ -625,6 +625,17 @@ def _tier_row(inp: _Inputs) -> PathwayRow | None:
     return None
 
 
+def parse_consignees(text: str, field: str = "consignees") -> int | list[str]:
+    """``3`` (unnamed consignees) or ``acme,globex`` (ids whose LPP usage counts); errors name `field`."""
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    ids = [c.strip() for c in value.split(",")]
+    if not value or any(not c for c in ids):
+        raise TierlineError(field, f"{text!r} is neither a number nor a comma-separated list of ids")
+    return ids
+
+
 def pathways(
     destination: str,
     on: dt.date | str,

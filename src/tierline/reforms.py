@@ -77,12 +77,14 @@ class Reform:
     def citation(self) -> str:
         return f"reform {self.name} (scenario, not law)"
 
-    def dates(self, groups: bool = True) -> tuple[dt.date, ...]:
-        """Every date this reform changes something on (policy epochs start there); with `groups`
-        false, only its parameters' dates (its group changes are `groups`)."""
+    def parameter_dates(self) -> tuple[dt.date, ...]:
+        """Every date one of this reform's parameter values starts on or holds."""
         inside = {d for c in self.parameters for d in dates_in(c.value)}
-        changed = {g.effective for g in self.groups} if groups else set()
-        return tuple(sorted({c.effective for c in self.parameters} | changed | inside))
+        return tuple(sorted({c.effective for c in self.parameters} | inside))
+
+    def dates(self) -> tuple[dt.date, ...]:
+        """Every date this reform changes something on: its parameters' and its group changes'."""
+        return tuple(sorted({*self.parameter_dates(), *(g.effective for g in self.groups)}))
 
     def members(self, group: str, base: frozenset[str], on: dt.date) -> frozenset[str]:
         """`base` (the group's members on `on`) with this reform's changes dated on or before `on`."""
@@ -251,6 +253,17 @@ def _sources() -> dict[str, tuple[str, Path]]:
             for file in sorted(directory.glob("*.yaml")):
                 out[file.stem] = (origin, file)
     return dict(sorted(out.items()))
+
+
+def reform_names() -> list[str]:
+    """The names of every stored or bundled reform (the files are not read)."""
+    return list(_sources())
+
+
+def reform_origin(name: str) -> str | None:
+    """``bundled`` or ``stored`` (a stored scenario shadows a bundled one), or None if unknown."""
+    found = _sources().get(name)
+    return found[0] if found else None
 
 
 def list_reforms() -> list[dict[str, Any]]:

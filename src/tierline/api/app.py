@@ -36,7 +36,7 @@ from tierline.answers import (
 from tierline.api import keys as api_keys
 from tierline.api.jobs import Jobs
 from tierline.api.problems import PROBLEM, PROBLEM_SCHEMA, TITLES, BodyLimit, CatchAll, install, problem
-from tierline.api.whatif import UPLOAD_PATHS, Comparisons, whatif_router
+from tierline.api.whatif import BOOK_SUFFIXES, UPLOAD_PATHS, Comparisons, whatif_router
 from tierline.charts import DesignPoint, tpp_density_svg
 from tierline.design import build_design, design_answer
 from tierline.determination import Transaction, determine
@@ -552,7 +552,7 @@ def create_app(database_url: str | None = None, home: Path | None = None) -> Fas
     ) -> dict[str, Any]:
         """Upload an order book and screen it in the background; poll the returned job."""
         suffix = Path(file.filename or "").suffix.lower()
-        if suffix not in (".csv", ".parquet", ".jsonl", ".ndjson"):
+        if suffix not in BOOK_SUFFIXES:
             raise HTTPException(415, "upload a .csv, .parquet or .jsonl file")
         from tierline.policy.vintages import get_vintage
 

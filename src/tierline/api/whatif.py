@@ -38,15 +38,24 @@ from tierline.compare import Side, compare_book, compare_transaction, comparison
 from tierline.determination import Transaction
 from tierline.errors import TierlineError
 from tierline.ledger import Ledger, LedgerAllowances
-from tierline.reforms import NAME_PATTERN, bundled_dir, get_reform, list_reforms, parse_reform, scenarios_dir
+from tierline.reforms import (
+    NAME_PATTERN,
+    bundled_dir,
+    get_reform,
+    list_reforms,
+    parse_reform,
+    reform_origin,
+    scenarios_dir,
+)
 from tierline.reports.html import render_html
 from tierline.reports.model import Report
 from tierline.reports.pdf import render_pdf
-from tierline.screen.read import BAD_SCHEMA
+from tierline.screen.read import FORMATS
 
 VERSION = "v1"
 UPLOAD_PATHS = (f"/{VERSION}/compare/orders", "/dashboard/compare/orders")  # order books: the upload limit
-BOOK_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
+PROBLEMS_SHOWN = 100  # invalid lines an order-book comparison lists
+BOOK_SUFFIXES = tuple(FORMATS)  # the order-book file types (screen.read)
 BOOK_MEDIA = {".csv": "text/csv", ".parquet": "application/octet-stream"}
 KEEP_COMPARISONS = 50
 MAX_DEMAND_ROWS = 10_000
@@ -615,17 +624,6 @@ def sides_of(texts: Sequence[str], field_name: str = "sides") -> list[Side]:
     return [parse_side(text, f"{field_name}[{i}]") for i, text in enumerate(texts)]
 
 
-def consignees_of(text: str) -> int | list[str]:
-    """``3`` (unnamed consignees) or ``acme,globex`` (ids whose LPP usage counts)."""
-    value = text.strip()
-    if value.isdigit():
-        return int(value)
-    ids = [c.strip() for c in value.split(",")]
-    if not value or any(not c for c in ids):
-        raise TierlineError("consignees", f"{text!r} is neither a number nor a comma-separated list of ids")
-    return ids
-
-
 def report_response(report: Report, fmt: str, stem: str) -> Response:
     """A report as a download: HTML (self-contained) or PDF, with its file name."""
     safe = re.sub(r"[^A-Za-z0-9._+-]+", "-", stem).strip("-") or "report"
@@ -672,7 +670,7 @@ class CachedUsage:
 def scenario_answer(name: str) -> dict[str, Any]:
     """A stored or bundled scenario's validated changes, its origin, digest and citation."""
     reform = get_reform(name)
-    origin = next((r["origin"] for r in list_reforms() if r["name"] == name), "stored")
+    origin = reform_origin(name) or "stored"
     return {**reform.as_dict(), "origin": origin, "digest": reform.digest, "citation": reform.citation()}
 
 
@@ -739,7 +737,7 @@ def pathway_result(
 ) -> Any:
     """The pathway calculator on the ledger's usage (tierline.pathways.pathways); errors name the query
     parameter (``as_of`` for the date)."""
-    from tierline.pathways import pathways
+    from tierline.pathways import parse_consignees, pathways
 
     day = _within(as_of, "as_of") or dt.date.today()
     reform = get_reform(scenario) if scenario else None
@@ -751,7 +749,7 @@ def pathway_result(
             reform=reform,
             entity=entity or None,
             headquarters=headquarters or None,
-            consignees=consignees_of(consignees),
+            consignees=parse_consignees(consignees),
             chip=chip or None,
             state=CachedUsage(ledger),
         )
@@ -925,7 +923,7 @@ class Comparisons:
                 )
             except TierlineError as exc:
                 raise TierlineError("file", exc.reason.replace(str(orders), filename)) from None
-            problems = _problems_of(comparison.rejects)
+            problems = [b.as_dict() for b in comparison.result.bad[:PROBLEMS_SHOWN]]
             if comparison.result.bad_count and not skip_invalid:
                 raise InvalidBook(comparison.result.bad_count, problems)
         except BaseException:
@@ -941,14 +939,6 @@ class Comparisons:
                 oldest = next(iter(self.runs))
                 shutil.rmtree(self.runs.pop(oldest).folder, ignore_errors=True)
         return found
-
-
-def _problems_of(rejects: Path | None, limit: int = 100) -> list[dict[str, Any]]:
-    """The first invalid lines of a book from its rejects report (line, column, value, reason)."""
-    if rejects is None or not rejects.exists():
-        return []
-    frame = pl.read_csv(rejects, schema=BAD_SCHEMA, n_rows=limit)
-    return [{k: row[k] for k in BAD_SCHEMA} for row in frame.to_dicts()]
 
 
 class InvalidBook(Exception):

@@ -58,17 +58,6 @@ def _write(path: Path, svg: str, option: str) -> None:
         raise TierlineError(option, f"cannot write {path}: {exc.strerror}") from None
 
 
-def _consignees(text: str) -> int | list[str]:
-    """``--consignees 3`` (unnamed) or ``--consignees acme,globex`` (ids whose LPP usage counts)."""
-    value = text.strip()
-    if value.isdigit():
-        return int(value)
-    ids = [c.strip() for c in value.split(",")]
-    if not value or any(not c for c in ids):
-        raise TierlineError("--consignees", f"{text!r} is neither a number nor a comma-separated list of ids")
-    return ids
-
-
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
 
@@ -97,7 +86,7 @@ def pathways_command(
     report: Optional[Path] = REPORT,
 ) -> None:
     """What can still reach a destination, per pathway: country allocation, LPP, NVEU, UVEU (docs/pathways.md)."""
-    from tierline.pathways import pathways, pathways_chart_svg, pathways_report
+    from tierline.pathways import parse_consignees, pathways, pathways_chart_svg, pathways_report
 
     ctx = context(vintage, as_of, scenario)
     state, source = allowance_state()
@@ -108,7 +97,7 @@ def pathways_command(
         reform=ctx.reform,
         entity=entity,
         headquarters=headquarters,
-        consignees=_consignees(consignees),
+        consignees=parse_consignees(consignees, "--consignees"),
         chip=chip,
         state=state,
     )

@@ -58,9 +58,7 @@ def _policy_dates(policy_dir: str | None, vintage: str | None) -> Iterator[tuple
         yield regime.in_force_from, False
         if regime.compliance_from:
             yield regime.compliance_from, False
-    for change in country_groups().changes:
-        if change.group in WHOLE_GROUPS:
-            yield change.effective, False
+    yield from ((day, False) for day in whole_group_dates(country_groups().changes))
 
 
 @functools.lru_cache(maxsize=16)
@@ -69,6 +67,11 @@ def _bundled_boundaries(policy_dir: str | None, vintage: str | None) -> tuple[dt
     for day, either_way in _policy_dates(policy_dir, vintage):
         out.update(boundaries([day]) if either_way else (day,))
     return tuple(sorted(out))
+
+
+def whole_group_dates(changes: Iterable[GroupChange]) -> list[dt.date]:
+    """The dates of the changes to groups read as a whole: an epoch for every line."""
+    return [c.effective for c in changes if c.group in WHOLE_GROUPS]
 
 
 def country_changes(changes: Iterable[GroupChange], vintage: str | None = None) -> tuple[tuple[dt.date, str], ...]:

@@ -20,22 +20,23 @@ import numpy as np
 import polars as pl
 
 from tierline.allowances import AllowanceState, InMemoryAllowances
-from tierline.countries import all_countries, lookup, treated_as_policies
+from tierline.countries import all_countries
 from tierline.determination.engine import determine
 from tierline.errors import TierlineError
-from tierline.groups import country_groups
-from tierline.policy.epochs import WHOLE_GROUPS, change_dates, country_changes
+from tierline.groups import country_groups, ear_codes
+from tierline.policy.epochs import change_dates, country_changes, whole_group_dates
 from tierline.policy.vintages import load_vintages
 from tierline.reforms import Reform
 from tierline.screen.kernel import CAP, SHARES, accumulate
 from tierline.screen.orders import (
+    BY_NAME,
     COUNTRY_COLUMNS,
     DECISION_COLUMNS,
     DECISION_SCHEMA,
-    LIST_SEPARATOR,
     PROFILE,
     column_of,
     decision_row,
+    split_list,
     transaction_for,
 )
 from tierline.screen.plans import CONSIGNEE, OPERATOR, Built, Plan, Task
@@ -147,13 +148,12 @@ class Screener:
         self.uveu_hq: dict[str, str] = {}  # UVEU entities drawn on: their headquarters
         # Country Group changes start an epoch only for the lines that name the country (epochs.py)
         changes = country_changes([*country_groups().changes, *(reform.groups if reform else ())])
-        whole = [g.effective for g in (reform.groups if reform else ()) if g.group in WHOLE_GROUPS]
         self.country_changes = changes[:MAX_COUNTRY_CHANGES]
         self.country_masks: dict[tuple[str, str], int] = {}  # (column, value) -> changes it names
         extra = [
             *snapshot.g2g.values(),
-            *(reform.dates(groups=False) if reform else ()),
-            *whole,
+            *(reform.parameter_dates() if reform else ()),
+            *whole_group_dates(reform.groups if reform else ()),
             *(d for d, _ in changes[MAX_COUNTRY_CHANGES:]),
         ]
         self.extra_dates = extra
@@ -257,13 +257,11 @@ class Screener:
         found = self.country_masks.get((column, value))
         if found is None:
             codes: set[str] = set()
-            for part in value.split(LIST_SEPARATOR) if column == "consignee_veu_destinations" else [value]:
+            for part in split_list(value) if BY_NAME[column].kind == "list" else [value]:
                 try:
-                    code = lookup(part.strip()).iso2
+                    codes |= ear_codes(part)
                 except TierlineError:
                     continue  # an unknown country: the line's plan is an error on any date
-                policy = treated_as_policies().get(code)
-                codes.update((code, policy.target) if policy else (code,))
             found = sum(1 << i for i, (_, iso2) in enumerate(self.country_changes) if iso2 in codes)
             self.country_masks[(column, value)] = found
         return found

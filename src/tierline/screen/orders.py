@@ -157,9 +157,14 @@ def _text(row: Mapping[str, Any], name: str) -> str | None:
     return text or None
 
 
+def split_list(text: str) -> list[str]:
+    """The values of a list cell (separated by ';'), trimmed, empty ones dropped."""
+    return [part.strip() for part in text.split(LIST_SEPARATOR) if part.strip()]
+
+
 def _list(row: Mapping[str, Any], name: str) -> list[str]:
     text = _text(row, name)
-    return [part.strip() for part in text.split(LIST_SEPARATOR) if part.strip()] if text else []
+    return split_list(text) if text else []
 
 
 def transaction_for(row: Mapping[str, Any], vintage: str) -> Transaction:

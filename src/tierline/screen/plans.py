@@ -100,7 +100,11 @@ class Plan:
     candidates: list[Candidate]
     rows: list[dict[str, Any]]  # moved into `Built.templates` once built
     headquarters: str  # the consignee's headquarters (EAR code), for the ledger's UVEU check
-    branches: int = 0  # how many rows (candidates + 1)
+
+    @property
+    def branches(self) -> int:
+        """How many decision templates: one per candidate, and one when none fits."""
+        return len(self.candidates) + 1
 
 
 def _representative(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +153,7 @@ def make_plan(row: Mapping[str, Any], vintage: str, g2g: Mapping[str, dt.date], 
         refused.add(account)
         if len(candidates) > 8:
             raise AssertionError("plan: more candidates than rules")
-    return Plan(unit, candidates, rows, facts.parties[0].headquarters, len(rows))
+    return Plan(unit, candidates, rows, facts.parties[0].headquarters)
 
 
 Task = tuple[Mapping[str, Any], str, Mapping[str, dt.date], Reform | None]  # plan_or_error's arguments

@@ -24,6 +24,7 @@ from tierline.screen.read import BAD_SCHEMA, batches, file_format, parse
 from tierline.screen.workers import Pending, start_workers, submit_plans
 
 CHUNK = 250_000
+KEPT_BAD = 1000  # invalid lines a result holds in memory (the report file has every one)
 EARLY_WORKERS_BYTES = 20_000_000  # books this large get their plan workers forked before reading
 Progress = Callable[[int], None]
 
@@ -156,8 +157,7 @@ def screen_file(
         progress=progress,
         writer=writer,
     )
-    report, result.rejects = write_rejects(rejects, out, orders)
-    result.bad = [BadRow(**r) for r in report.head(1000).iter_rows(named=True)]
+    result.rejects = write_rejects(rejects, out, orders, result)
     if writer is not None:
         if result.bad_count and not skip_invalid:
             writer.discard()
@@ -197,14 +197,16 @@ def screen_batches(
         raise
 
 
-def write_rejects(rejects: list[pl.DataFrame], out: Path | None, orders: Path) -> tuple[pl.DataFrame, Path | None]:
-    """The report of every bad row, written beside the output (or the book) when there are any."""
+def write_rejects(rejects: list[pl.DataFrame], out: Path | None, orders: Path, result: Result) -> Path | None:
+    """The report of every bad row, written beside the output (or the book) when there are any; the
+    first `KEPT_BAD` also go to `result.bad`."""
     report = pl.concat(rejects) if rejects else pl.DataFrame(schema=BAD_SCHEMA)
+    result.bad = [BadRow(**r) for r in report.head(KEPT_BAD).iter_rows(named=True)]
     if not len(report):
-        return report, None
+        return None
     path = rejects_path(out, orders)
     report.write_csv(path)
-    return report, path
+    return path
 
 
 @dataclass

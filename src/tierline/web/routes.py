@@ -28,7 +28,7 @@ from tierline.ledger import Ledger, LedgerAllowances
 from tierline.ledger.accounts import parse_account
 from tierline.policy import Context
 from tierline.policy.vintages import load_vintages
-from tierline.reforms import Reform, get_reform, list_reforms
+from tierline.reforms import Reform, get_reform, reform_names
 from tierline.web import analysis, views, whatif
 from tierline.web.sessions import COOKIE, MAX_AGE, Session, Sessions, session_of
 from tierline.web.svg import TIER_FILL, fmt_tpp
@@ -199,7 +199,7 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             day=day,
             vintage=name,
             scenario=reform.name if reform else "",
-            scenarios=[r["name"] for r in list_reforms()],
+            scenarios=reform_names(),
             errors=[e for e in (error, verror, serror) if e],
             svg=Markup(map_svg(ctx, PREFIX + "/country/")),
             counts=counts,
@@ -246,7 +246,7 @@ def dashboard_router(ledger: Ledger, jobs: Jobs, sessions: Sessions) -> APIRoute
             day=day,
             vintage=name,
             scenario=reform.name if reform else "",
-            scenarios=[r["name"] for r in list_reforms()],
+            scenarios=reform_names(),
             errors=[e for e in (error, verror, serror) if e],
             query=page_query(ctx),
             **data,

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from tierline.answers import country_answer
 from tierline.countries import all_countries, lookup
 from tierline.errors import TierlineError
-from tierline.groups import GROUPS, country_groups, ear_destination
+from tierline.groups import country_groups, ear_destination
 from tierline.ledger import Ledger
 from tierline.ledger.accounts import LEDGER_VINTAGE, MICRO, limit_micro, parse_account
 from tierline.ledger.schema import ENTRIES, HOLDS
@@ -51,15 +51,6 @@ def change_dates() -> tuple[dt.date, ...]:
     return tuple(sorted(d for d in days if TIMELINE_START < d <= TIMELINE_END))
 
 
-def group_members(ctx: Context) -> dict[str, frozenset[str]]:
-    """Every Country Group's members on the context's date, with its scenario's changes if any."""
-    groups = country_groups()
-    members = {g: groups.members(g, ctx.as_of) for g in GROUPS}
-    if ctx.reform is not None:
-        members = {g: ctx.reform.members(g, m, ctx.as_of) for g, m in members.items()}
-    return members
-
-
 def tier_periods(iso2: str, vintage: str, reform: Reform | None = None) -> list[Period]:
     """The destination's tier and groups from 2023 to 2026 under `vintage` (and a scenario), as
     periods of no change."""
@@ -70,8 +61,7 @@ def tier_periods(iso2: str, vintage: str, reform: Reform | None = None) -> list[
         ctx = Context.make(vintage, start, reform)
         dest = ear_destination(iso2, start)
         tier = tier_of(iso2, ctx).tier if ctx.vintage.has("tiers") else 0
-        members = group_members(ctx)
-        groups = tuple(g for g in GROUPS if dest.ear.iso2 in members[g])
+        groups = tuple(country_groups().groups_of(dest.ear.iso2, start, reform))
         end = starts[i + 1] - dt.timedelta(days=1) if i + 1 < len(starts) else TIMELINE_END
         if periods and periods[-1].tier == tier and periods[-1].groups == groups:
             periods[-1] = Period(periods[-1].start, end, tier, groups)

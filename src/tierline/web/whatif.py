@@ -38,21 +38,20 @@ from tierline.api.whatif import (
     transaction_comparison,
 )
 from tierline.catalog import catalog
-from tierline.compare import OUTCOME_ORDER, _outcome_label, comparison_chart_svg, comparison_report
+from tierline.compare import comparison_chart_svg, comparison_report, outcome_key, outcome_label
 from tierline.countries import lookup
 from tierline.determination import Transaction
 from tierline.errors import TierlineError
 from tierline.ledger import Ledger
 from tierline.policy.parameters import load_parameters
 from tierline.policy.vintages import load_vintages
-from tierline.reforms import list_reforms
+from tierline.reforms import list_reforms, reform_names
 from tierline.web import views
 
 PREFIX = "/dashboard"
 MAX_SIDES = 3
 KEEP_PROJECTIONS = 50
 BOOK_ROWS = 50
-REVIEW = {"presumption_of_approval": "approval", "case_by_case": "case-by-case", "presumption_of_denial": "denial"}
 CERTIFICATIONS = (
     ("aia_certification", "§740.27(b)(2) AIA certification submitted"),
     ("approved_designer", "IC by an approved or authorized designer"),
@@ -71,7 +70,7 @@ Page = Callable[..., Response]
 
 def side_choices() -> list[tuple[str, str]]:
     """Every side a form offers: each vintage, alone and with each scenario ((value, label) pairs)."""
-    scenarios = [r["name"] for r in list_reforms()]
+    scenarios = reform_names()
     out = []
     for vintage in load_vintages():
         out.append((vintage, vintage))
@@ -81,9 +80,7 @@ def side_choices() -> list[tuple[str, str]]:
 
 def outcome_text(outcome: Mapping[str, Any]) -> str:
     """``LICENSE (approval)``, ``AIA``: the authorization, with a licence's review policy."""
-    policy = outcome.get("review_policy")
-    text = str(outcome.get("authorization"))
-    return f"{text} ({REVIEW.get(policy, policy)})" if policy else text
+    return outcome_label(outcome.get("authorization"), outcome.get("review_policy"))
 
 
 def _first(params: Mapping[str, list[str]], name: str, default: str = "") -> str:
@@ -165,15 +162,11 @@ def _book_view(payload: Mapping[str, Any]) -> dict[str, Any]:
     sides = [s["label"] for s in payload["sides"]]
     counts: dict[str, dict[str, int]] = {}
     for r in payload["per_side"]:
-        label = _outcome_label(r["authorization"], r["review_policy"])
+        label = outcome_label(r["authorization"], r["review_policy"])
         counts.setdefault(label, {})
         counts[label][r["side"]] = counts[label].get(r["side"], 0) + int(r["lines"])
 
-    def rank(label: str) -> tuple[int, str]:
-        head = label.partition(" (")[0]
-        return (OUTCOME_ORDER.index(head) if head in OUTCOME_ORDER else len(OUTCOME_ORDER), label)
-
-    outcomes = [(label, [counts[label].get(s, 0) for s in sides]) for label in sorted(counts, key=rank)]
+    outcomes = [(label, [counts[label].get(s, 0) for s in sides]) for label in sorted(counts, key=outcome_key)]
     changed_countries = {r["destination"] for r in payload["by_country"] if r.get("changed")}
     return {
         "sides": sides,
@@ -181,7 +174,7 @@ def _book_view(payload: Mapping[str, Any]) -> dict[str, Any]:
         "countries": [r for r in payload["by_country"] if r["destination"] in changed_countries],
         "chart": Markup(comparison_chart_svg(payload["per_side"], sides)),
         "changed": payload["changed"][:BOOK_ROWS],
-        "label": _outcome_label,
+        "label": outcome_label,
     }
 
 
@@ -385,7 +378,7 @@ def register(router: APIRouter, ledger: Ledger, page: Page, signed_in: Callable[
             error_field=field_name,
             report_query=query if result else "",
             share=str(request.url) if result else "",
-            scenarios=[r["name"] for r in list_reforms()],
+            scenarios=reform_names(),
             chips=sorted(c.name for c in catalog().values()),
             destinations=views.destinations(),
             today=dt.date.today().isoformat(),

@@ -24,10 +24,9 @@ from xml.sax.saxutils import escape, quoteattr
 import pycountry
 
 from tierline.countries import all_countries
-from tierline.groups import GROUPS, ear_destination
+from tierline.groups import country_groups, ear_destination
 from tierline.policy import Context
 from tierline.tiers import tier_of
-from tierline.web.views import group_members
 
 STATIC = Path(str(resources.files("tierline") / "web" / "static"))
 WIDTH = 960.0
@@ -159,14 +158,14 @@ class MapEntry:
 def map_entries(ctx: Context) -> list[MapEntry]:
     """Every destination's tier (0 when the vintage has no tiers) and Country Groups on the date,
     with a scenario's group changes when the context has one."""
-    members = group_members(ctx)
+    groups = country_groups()
     tiers_apply = ctx.vintage.has("tiers")
     out = []
     for country in all_countries().values():
         dest = ear_destination(country, ctx.as_of)
         note = f"treated as {dest.ear.name}" if dest.ear is not dest.country else ""
         tier = tier_of(country, ctx).tier if tiers_apply else 0
-        listed = [g for g in GROUPS if dest.ear.iso2 in members[g]]
+        listed = groups.groups_of(dest.ear.iso2, ctx.as_of, ctx.reform)
         out.append(MapEntry(country.iso2, country.name, tier, listed, note))
     return out
 
